@@ -1,0 +1,3 @@
+"""digitlab: train, test and serve convolutional networks that read handwritten digits."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""PNG figures for run folders and evaluation reports (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Accuracy and loss per epoch, training against validation, like the tutorial's plot."""
+    epochs = [record["epoch"] for record in history]
+    figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, key in ((accuracy_axis, "accuracy"), (loss_axis, "loss")):
+        axis.plot(epochs, [record[key] for record in history], "o-", label="training")
+        axis.plot(epochs, [record[f"val_{key}"] for record in history], "o-", label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(key)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: tuple[str, ...], path: Path) -> None:
+    """Confusion matrix with counts in each cell; rows are the truth, columns the prediction."""
+    figure, axis = plt.subplots(figsize=(7, 6))
+    axis.imshow(np.log1p(matrix), cmap="Blues")
+    for (row, column), count in np.ndenumerate(matrix):
+        if count:
+            axis.text(column, row, str(count), ha="center", va="center", fontsize=7)
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_gallery(images: np.ndarray, captions: list[str], path: Path, columns: int = 8) -> None:
+    """A grid of 28x28 images with a caption under each (used for the most confident mistakes)."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.6))
+    for axis in np.atleast_1d(axes).ravel():
+        axis.axis("off")
+    for axis, image, caption in zip(np.atleast_1d(axes).ravel(), images, captions):
+        axis.imshow(image, cmap="gray", vmin=0, vmax=255)
+        axis.set_title(caption, fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,296 @@
+"""Recipes and the training loop: a plain for-epoch, for-batch loop with checkpoints a killed run resumes from."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data
+from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from .errors import TrainingError, TrainingInterrupted, UsageError
+from .model import ModelSpec, batched_logits, build_model, count_parameters, get_preset, multiply_adds, to_model_input, torch_device
+from .modelfile import DigitModel, save_model
+from .progress import TrainingProgress
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: the defaults are the tutorial's (Keras' RMSprop, batches of 128, 2 epochs, /255 inputs)."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    optimizer: str = "rmsprop"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_fraction: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = False
+    # "test" validates on the test split each epoch as the tutorial does; "holdout" carves it from training data.
+    validation: str = "test"
+    validation_size: int = 5000
+    dataset: str = "mnist"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise UsageError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.optimizer not in ("rmsprop", "adamw", "sgd"):
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; choose rmsprop, adamw or sgd")
+        if self.schedule not in ("constant", "onecycle"):
+            raise UsageError(f"unknown schedule {self.schedule!r}; choose constant or onecycle")
+        if self.validation not in ("test", "holdout"):
+            raise UsageError(f"unknown validation {self.validation!r}; choose test or holdout")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+RECIPES: dict[str, Recipe] = {
+    "seed": Recipe(),
+    # One-cycle AdamW with label smoothing and small random affine distortions: 99.5%+ on MNIST test.
+    "default": Recipe(
+        epochs=12,
+        batch_size=128,
+        optimizer="adamw",
+        learning_rate=3e-3,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        warmup_fraction=0.2,
+        label_smoothing=0.1,
+        augment=True,
+        validation="holdout",
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise UsageError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
+
+
+@dataclass
+class TrainResult:
+    model: DigitModel
+    metrics: dict
+    history: list[dict]
+    run_dir: Path | None
+
+
+def make_optimizer(network: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "rmsprop":
+        # Keras' RMSprop: rho 0.9 (torch calls it alpha, default 0.99) and epsilon 1e-7 added outside the root.
+        return torch.optim.RMSprop(
+            network.parameters(), lr=recipe.learning_rate, alpha=0.9, eps=1e-7, weight_decay=recipe.weight_decay
+        )
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(
+        network.parameters(), lr=recipe.learning_rate, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
+    )
+
+
+def learning_rate_at(recipe: Recipe, step: int, total_steps: int) -> float:
+    """Constant, or one cycle: linear warm-up to the peak, then linear decay to zero (a pure function of step)."""
+    if recipe.schedule == "constant":
+        return recipe.learning_rate
+    warmup = max(1, round(recipe.warmup_fraction * total_steps))
+    if step < warmup:
+        return recipe.learning_rate * (step + 1) / warmup
+    return recipe.learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+
+def random_affine(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Small random rotations, scalings, shears and shifts, the distortions handwriting varies by."""
+    count = batch.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(count, generator=generator).mul_(high - low).add_(low)
+
+    angle, scale, shear = uniform(-0.17, 0.17), uniform(0.9, 1.1), uniform(-0.15, 0.15)
+    shift_x, shift_y = uniform(-0.15, 0.15), uniform(-0.15, 0.15)  # +-2 pixels of 28 in grid units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin + shear, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
+    ).to(batch.device)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def train(
+    preset: str = "seed",
+    *,
+    recipe: Recipe | str | None = None,
+    spec: ModelSpec | None = None,
+    epochs: int | None = None,
+    out: str | os.PathLike | None = None,
+    seed: int = 0,
+    deterministic: bool = False,
+    device: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    show_progress: bool = False,
+) -> TrainResult:
+    """Train a network; with `out`, write the run folder (model, metrics, history, plot, checkpoint)."""
+    spec = spec or get_preset(preset)
+    if recipe is None:
+        recipe = RECIPES.get(preset, RECIPES["default"])
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if epochs is not None:
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+    run_dir = _prepare_run_dir(out, resume, overwrite)
+    target = torch_device(device)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+
+    train_images, train_labels = data.load_dataset(recipe.dataset, "train", data_dir)
+    test_images, test_labels = data.load_dataset(recipe.dataset, "test", data_dir)
+    if recipe.validation == "holdout":
+        (train_images, train_labels), (val_images, val_labels) = data.split_validation(
+            train_images, train_labels, recipe.validation_size, seed
+        )
+    else:
+        val_images, val_labels = test_images, test_labels
+    class_names = data.DATASETS[recipe.dataset].class_names
+    images = torch.from_numpy(train_images).to(target)
+    labels = torch.from_numpy(train_labels).to(target)
+    val_images_t, val_labels_t = torch.from_numpy(val_images), torch.from_numpy(val_labels)
+
+    torch.manual_seed(seed)
+    network = build_model(spec).to(target)
+    optimizer = make_optimizer(network, recipe)
+    shuffle_rng = torch.Generator().manual_seed(seed)
+    config = {"spec": spec.to_dict(), "recipe": dataclasses.asdict(recipe), "seed": seed}
+    state = TrainingState(epoch=0, history=[], train_seconds=0.0, config=config)
+    checkpoint_path = run_dir / "checkpoint.safetensors" if run_dir else None
+    if resume:
+        if not checkpoint_path.is_file():
+            raise TrainingError(f"{run_dir}: nothing to resume (no checkpoint.safetensors); start without --resume")
+        state = load_checkpoint(checkpoint_path, network, optimizer, shuffle_rng, config)
+
+    steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    loss_function = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    progress = TrainingProgress(recipe.epochs, steps_per_epoch, enabled=show_progress)
+    with progress:
+        for epoch in range(state.epoch + 1, recipe.epochs + 1):
+            started = time.perf_counter()
+            network.train()
+            progress.start_epoch(epoch)
+            order = torch.randperm(len(images), generator=shuffle_rng).to(target)
+            loss_sum, correct, seen = 0.0, 0, 0
+            try:
+                for step, start in enumerate(range(0, len(images), recipe.batch_size)):
+                    batch_index = order[start : start + recipe.batch_size]
+                    inputs, targets = to_model_input(images[batch_index]), labels[batch_index]
+                    if recipe.augment:
+                        inputs = random_affine(inputs, shuffle_rng)
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate_at(recipe, (epoch - 1) * steps_per_epoch + step, total_steps)
+                    logits = network(inputs)
+                    loss = loss_function(logits, targets)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        kept = f"; the checkpoint after epoch {epoch - 1} is kept in {run_dir}" if run_dir else ""
+                        raise TrainingError(
+                            f"the loss became {loss_value} at epoch {epoch}, step {step + 1}{kept}; "
+                            "lower the learning rate"
+                        )
+                    loss_sum += loss_value * len(targets)
+                    correct += int((logits.argmax(1) == targets).sum())
+                    seen += len(targets)
+                    progress.advance(loss_sum / seen, correct / seen)
+            except KeyboardInterrupt:
+                kept = f"; the checkpoint after epoch {epoch - 1} is in {run_dir}, continue with --resume" if run_dir else ""
+                raise TrainingInterrupted(f"interrupted during epoch {epoch}{kept}") from None
+            val_logits = batched_logits(network, val_images_t, target)
+            state.train_seconds += time.perf_counter() - started
+            record = {
+                "epoch": epoch,
+                "loss": loss_sum / seen,
+                "accuracy": correct / seen,
+                "val_loss": F.cross_entropy(val_logits, val_labels_t).item(),
+                "val_accuracy": (val_logits.argmax(1) == val_labels_t).float().mean().item(),
+            }
+            state.history.append(record)
+            state.epoch = epoch
+            progress.end_epoch(record)
+            if checkpoint_path:
+                save_checkpoint(checkpoint_path, network, optimizer, shuffle_rng, state)
+
+    test_logits = batched_logits(network, torch.from_numpy(test_images), target)
+    metrics = {
+        "test_accuracy": (test_logits.argmax(1) == torch.from_numpy(test_labels)).float().mean().item(),
+        "val_accuracy": state.history[-1]["val_accuracy"],
+        "validation": recipe.validation,
+        "train_seconds": state.train_seconds,
+        "epochs": recipe.epochs,
+        "parameters": count_parameters(network),
+        "multiply_adds": multiply_adds(spec),
+        "seed": seed,
+        "device": str(target),
+        "threads": torch.get_num_threads(),
+    }
+    model = DigitModel(
+        network=network.cpu().eval(),
+        spec=spec,
+        class_names=class_names,
+        dataset=recipe.dataset,
+        metrics=metrics,
+        recipe=dataclasses.asdict(recipe),
+    )
+    if run_dir:
+        _write_run(run_dir, model, metrics, state.history, config)
+    return TrainResult(model=model, metrics=metrics, history=state.history, run_dir=run_dir)
+
+
+def _prepare_run_dir(out: str | os.PathLike | None, resume: bool, overwrite: bool) -> Path | None:
+    """Refuse to clobber an earlier run unless asked: nothing already written is lost by accident."""
+    if out is None:
+        if resume:
+            raise UsageError("--resume needs --out, the run folder to continue")
+        return None
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: exists and is not a folder")
+    holds_run = (run_dir / "checkpoint.safetensors").exists() or (run_dir / "model.safetensors").exists()
+    if holds_run and not (resume or overwrite):
+        raise UsageError(f"{run_dir}: already holds a run; pass --resume to continue it, --overwrite, or another --out")
+    if overwrite and not resume:
+        for name in ("checkpoint.safetensors", "model.safetensors", "metrics.json", "history.json", "history.png"):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _write_run(run_dir: Path, model: DigitModel, metrics: dict, history: list[dict], config: dict) -> None:
+    from .plots import plot_history
+
+    save_model(model, run_dir / "model.safetensors")
+    _write_json(run_dir / "metrics.json", metrics)
+    _write_json(run_dir / "history.json", history)
+    _write_json(run_dir / "config.json", config)
+    plot_history(history, run_dir / "history.png")
+
+
+def _write_json(path: Path, value) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(partial, path)
