@@ -1,3 +1,11 @@
 """digitlab: train, test and serve convolutional networks that read handwritten digits."""
 
 __version__ = "0.1.0"
+
+from .evaluate import evaluate  # noqa: E402
+from .modelfile import DigitModel, load_model, save_model  # noqa: E402
+from .predict import Predictor, predict  # noqa: E402
+from .train import Recipe, train  # noqa: E402
+from .model import ModelSpec  # noqa: E402
+
+__all__ = ["evaluate", "DigitModel", "load_model", "save_model", "Predictor", "predict", "Recipe", "train", "ModelSpec"]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from .errors import ModelFileError
+from .modelfile import write_safetensors
 
 
 @dataclass
@@ -45,9 +44,7 @@ def save_checkpoint(
         "train_seconds": repr(state.train_seconds),
         "config": json.dumps(state.config, sort_keys=True),
     }
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=metadata)
-    os.replace(partial, path)
+    write_safetensors(path, tensors, metadata)
 
 
 def load_checkpoint(

@@ -36,6 +36,9 @@ def train(
     preset: Annotated[str, typer.Option(help="Architecture preset (see `digitlab presets`).")] = "seed",
     recipe: Annotated[Optional[str], typer.Option(help="Training recipe; default: the preset's own.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs; default: the recipe's.")] = None,
+    train_limit: Annotated[
+        Optional[int], typer.Option(help="Train on only the first N examples (quick trials).")
+    ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder; default: runs/PRESET.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation, shuffling and augmentation.")] = 0,
     deterministic: Annotated[bool, typer.Option(help="Use only deterministic algorithms (bit-exact resume).")] = False,
@@ -52,6 +55,7 @@ def train(
         preset,
         recipe=recipe,
         epochs=epochs,
+        train_limit=train_limit,
         out=out or Path("runs") / preset,
         seed=seed,
         deterministic=deterministic,

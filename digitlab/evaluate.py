@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from . import data
-from .modelfile import DigitModel, load_model
+from .errors import DataError
 from .model import batched_logits
-from .plots import plot_confusion, plot_gallery
+from .modelfile import DigitModel, load_model
 from .vision import load_digit
 
 MISTAKES_SHOWN = 32
@@ -26,7 +26,7 @@ def load_labelled(dataset: str, split: str = "test", data_dir: str | os.PathLike
     if Path(dataset).is_dir():
         return data.load_image_folder(dataset, load_digit)
     known = ", ".join(data.DATASETS)
-    raise data.DataError(f"{dataset}: not a known data set ({known}) nor a folder of root/<label>/ images")
+    raise DataError(f"{dataset}: not a known data set ({known}) nor a folder of root/<label>/ images")
 
 
 def evaluate(
@@ -40,7 +40,7 @@ def evaluate(
     model = model if isinstance(model, DigitModel) else load_model(model)
     images, labels, class_names = load_labelled(dataset or model.dataset, split, data_dir)
     if len(class_names) != model.spec.num_classes:
-        raise data.DataError(
+        raise DataError(
             f"{dataset}: has {len(class_names)} classes but the model predicts {model.spec.num_classes}"
         )
     logits = batched_logits(model.network, torch.from_numpy(images), torch.device("cpu"))
@@ -70,6 +70,8 @@ def evaluate(
         "confusion": confusion.tolist(),
     }
     if out is not None:
+        from .plots import plot_confusion, plot_gallery
+
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         plot_confusion(confusion, class_names, out / "confusion.png")

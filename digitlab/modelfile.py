@@ -51,7 +51,7 @@ def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def save_model(model: DigitModel, path: str | os.PathLike) -> Path:
-    """Write atomically: a crash mid-write leaves the previous file, never half a file."""
+    """Write the model file (atomically) with the metadata that rebuilds and verifies it."""
     path = Path(path)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.network.state_dict().items()}
     metadata = {
@@ -67,10 +67,18 @@ def save_model(model: DigitModel, path: str | os.PathLike) -> Path:
         "weights_sha256": weights_digest(tensors),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_safetensors(path, tensors, metadata)
+    return path
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write beside the target and rename, so a crash mid-write leaves the previous file, never half a file."""
     partial = path.with_name(path.name + ".partial")
     save_file(tensors, str(partial), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o666 & ~umask)  # safetensors creates 0600; a model file is meant to be shared
     os.replace(partial, path)
-    return path
 
 
 def load_model(path: str | os.PathLike | None = None) -> DigitModel:

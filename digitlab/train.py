@@ -39,6 +39,8 @@ class Recipe:
     validation: str = "test"
     validation_size: int = 5000
     dataset: str = "mnist"
+    # Train on only the first N training examples: quick experiments and tests. None means all.
+    train_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -53,6 +55,8 @@ class Recipe:
             raise UsageError(f"unknown schedule {self.schedule!r}; choose constant or onecycle")
         if self.validation not in ("test", "holdout"):
             raise UsageError(f"unknown validation {self.validation!r}; choose test or holdout")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise UsageError(f"train_limit must be at least 1, got {self.train_limit}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
@@ -136,6 +140,7 @@ def train(
     recipe: Recipe | str | None = None,
     spec: ModelSpec | None = None,
     epochs: int | None = None,
+    train_limit: int | None = None,
     out: str | os.PathLike | None = None,
     seed: int = 0,
     deterministic: bool = False,
@@ -152,6 +157,8 @@ def train(
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if epochs is not None:
         recipe = dataclasses.replace(recipe, epochs=epochs)
+    if train_limit is not None:
+        recipe = dataclasses.replace(recipe, train_limit=train_limit)
     run_dir = _prepare_run_dir(out, resume, overwrite)
     target = torch_device(device)
     if deterministic:
@@ -159,6 +166,8 @@ def train(
 
     train_images, train_labels = data.load_dataset(recipe.dataset, "train", data_dir)
     test_images, test_labels = data.load_dataset(recipe.dataset, "test", data_dir)
+    if recipe.train_limit is not None:
+        train_images, train_labels = train_images[: recipe.train_limit], train_labels[: recipe.train_limit]
     if recipe.validation == "holdout":
         (train_images, train_labels), (val_images, val_labels) = data.split_validation(
             train_images, train_labels, recipe.validation_size, seed
@@ -186,14 +195,15 @@ def train(
     total_steps = steps_per_epoch * recipe.epochs
     loss_function = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     progress = TrainingProgress(recipe.epochs, steps_per_epoch, enabled=show_progress)
-    with progress:
-        for epoch in range(state.epoch + 1, recipe.epochs + 1):
-            started = time.perf_counter()
-            network.train()
-            progress.start_epoch(epoch)
-            order = torch.randperm(len(images), generator=shuffle_rng).to(target)
-            loss_sum, correct, seen = 0.0, 0, 0
-            try:
+    saved_epoch = state.epoch
+    try:
+        with progress:
+            for epoch in range(state.epoch + 1, recipe.epochs + 1):
+                started = time.perf_counter()
+                network.train()
+                progress.start_epoch(epoch)
+                order = torch.randperm(len(images), generator=shuffle_rng).to(target)
+                loss_sum, correct, seen = 0.0, 0, 0
                 for step, start in enumerate(range(0, len(images), recipe.batch_size)):
                     batch_index = order[start : start + recipe.batch_size]
                     inputs, targets = to_model_input(images[batch_index]), labels[batch_index]
@@ -208,32 +218,34 @@ def train(
                     optimizer.step()
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
-                        kept = f"; the checkpoint after epoch {epoch - 1} is kept in {run_dir}" if run_dir else ""
                         raise TrainingError(
-                            f"the loss became {loss_value} at epoch {epoch}, step {step + 1}{kept}; "
-                            "lower the learning rate"
+                            f"the loss became {loss_value} at epoch {epoch}, step {step + 1}"
+                            f"{_kept_checkpoint(run_dir, saved_epoch)}; lower the learning rate"
                         )
                     loss_sum += loss_value * len(targets)
                     correct += int((logits.argmax(1) == targets).sum())
                     seen += len(targets)
                     progress.advance(loss_sum / seen, correct / seen)
-            except KeyboardInterrupt:
-                kept = f"; the checkpoint after epoch {epoch - 1} is in {run_dir}, continue with --resume" if run_dir else ""
-                raise TrainingInterrupted(f"interrupted during epoch {epoch}{kept}") from None
-            val_logits = batched_logits(network, val_images_t, target)
-            state.train_seconds += time.perf_counter() - started
-            record = {
-                "epoch": epoch,
-                "loss": loss_sum / seen,
-                "accuracy": correct / seen,
-                "val_loss": F.cross_entropy(val_logits, val_labels_t).item(),
-                "val_accuracy": (val_logits.argmax(1) == val_labels_t).float().mean().item(),
-            }
-            state.history.append(record)
-            state.epoch = epoch
-            progress.end_epoch(record)
-            if checkpoint_path:
-                save_checkpoint(checkpoint_path, network, optimizer, shuffle_rng, state)
+                val_logits = batched_logits(network, val_images_t, target)
+                state.train_seconds += time.perf_counter() - started
+                record = {
+                    "epoch": epoch,
+                    "loss": loss_sum / seen,
+                    "accuracy": correct / seen,
+                    "val_loss": F.cross_entropy(val_logits, val_labels_t).item(),
+                    "val_accuracy": (val_logits.argmax(1) == val_labels_t).float().mean().item(),
+                }
+                state.history.append(record)
+                state.epoch = epoch
+                progress.end_epoch(record)
+                if checkpoint_path:
+                    save_checkpoint(checkpoint_path, network, optimizer, shuffle_rng, state)
+                    saved_epoch = epoch
+    except KeyboardInterrupt:
+        resume_hint = ", continue with --resume" if run_dir and saved_epoch else ""
+        raise TrainingInterrupted(
+            f"interrupted during epoch {state.epoch + 1}{_kept_checkpoint(run_dir, saved_epoch)}{resume_hint}"
+        ) from None
 
     test_logits = batched_logits(network, torch.from_numpy(test_images), target)
     metrics = {
@@ -259,6 +271,12 @@ def train(
     if run_dir:
         _write_run(run_dir, model, metrics, state.history, config)
     return TrainResult(model=model, metrics=metrics, history=state.history, run_dir=run_dir)
+
+
+def _kept_checkpoint(run_dir: Path | None, saved_epoch: int) -> str:
+    if run_dir is None or saved_epoch == 0:
+        return ""
+    return f"; the checkpoint after epoch {saved_epoch} is kept in {run_dir}"
 
 
 def _prepare_run_dir(out: str | os.PathLike | None, resume: bool, overwrite: bool) -> Path | None:

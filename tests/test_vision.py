@@ -1,0 +1,244 @@
+"""Tests for digitlab.vision: real files in many formats written by Pillow, broken files, and real MNIST digits."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.errors import ImageError
+from digitlab.vision import MAX_PIXELS, decode_image, load_digit, prepare_digit, read_image
+
+
+@pytest.fixture(scope="module")
+def digit(mnist_test) -> np.ndarray:
+    """A real MNIST test digit (a 7): light ink on black, as the model sees it."""
+    return mnist_test[0][0]
+
+
+@pytest.fixture(scope="module")
+def paper(digit) -> np.ndarray:
+    """The same digit as dark ink on white paper, the way people photograph or draw digits."""
+    return 255 - digit
+
+
+def save(image: Image.Image, path: Path, **options) -> Path:
+    image.save(path, **options)
+    return path
+
+
+# ---- decoding formats ----
+
+@pytest.mark.parametrize(
+    "suffix, options",
+    [
+        ("png", {}),
+        ("bmp", {}),
+        ("tiff", {}),
+        ("webp", {"lossless": True}),
+        ("gif", {}),
+    ],
+)
+def test_lossless_formats_decode_exactly(tmp_path, paper, suffix, options):
+    path = save(Image.fromarray(paper), tmp_path / f"digit.{suffix}", **options)
+    gray = read_image(path)
+    assert gray.dtype == np.uint8
+    np.testing.assert_array_equal(gray, paper)
+
+
+def test_jpeg_decodes_close_to_the_original(tmp_path, paper):
+    path = save(Image.fromarray(paper), tmp_path / "digit.jpg", quality=95)
+    gray = read_image(path)
+    assert gray.shape == paper.shape and gray.dtype == np.uint8
+    assert np.abs(gray.astype(int) - paper).mean() < 6
+
+
+def test_colour_image_becomes_luminance(tmp_path):
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    rgb[..., 0] = 255  # pure red: ITU-R 601 luma 0.299 * 255
+    gray = read_image(save(Image.fromarray(rgb), tmp_path / "red.png"))
+    np.testing.assert_array_equal(gray, np.full((8, 8), 76, dtype=np.uint8))
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path, paper):
+    frames = [Image.fromarray(paper), Image.new("L", (28, 28), 0), Image.new("L", (28, 28), 128)]
+    path = save(frames[0], tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(path) as written:
+        assert written.n_frames == 3
+    np.testing.assert_array_equal(read_image(path), paper)
+
+
+def test_palette_image_maps_through_its_palette(tmp_path):
+    indices = np.zeros((6, 6), dtype=np.uint8)
+    indices[2:4, 2:4] = 1
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([255, 255, 255, 0, 0, 0] + [0, 0, 0] * 254)
+    gray = read_image(save(image, tmp_path / "palette.png"))
+    expected = np.where(indices == 1, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(gray, expected)
+
+
+def test_palette_transparency_is_white_paper(tmp_path):
+    indices = np.zeros((6, 6), dtype=np.uint8)
+    indices[1:3, 1:3] = 1
+    image = Image.fromarray(indices, mode="P")
+    # Index 0 is black but fully transparent: it must read as paper, not ink.
+    image.putpalette([0, 0, 0, 40, 40, 40] + [0, 0, 0] * 254)
+    path = save(image, tmp_path / "palette-alpha.png", transparency=0)
+    gray = read_image(path)
+    np.testing.assert_array_equal(gray, np.where(indices == 1, 40, 255).astype(np.uint8))
+
+
+def test_rgba_transparent_pixels_become_white_paper(tmp_path):
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)  # black everywhere
+    rgba[0, :, 3] = 255  # row 0: opaque black ink
+    rgba[1, :, 3] = 128  # row 1: half-transparent black
+    # rows 2 and 3 stay alpha 0: transparent, whatever their colour
+    gray = read_image(save(Image.fromarray(rgba, mode="RGBA"), tmp_path / "rgba.png"))
+    assert (gray[0] == 0).all()
+    assert (np.abs(gray[1].astype(int) - 127) <= 1).all()
+    assert (gray[2:] == 255).all()
+
+
+def test_la_transparent_pixels_become_white_paper(tmp_path):
+    la = np.zeros((4, 4, 2), dtype=np.uint8)
+    la[:2, :, 1] = 255  # top half opaque black, bottom half transparent black
+    gray = read_image(save(Image.fromarray(la, mode="LA"), tmp_path / "la.png"))
+    assert (gray[:2] == 0).all() and (gray[2:] == 255).all()
+
+
+def test_16_bit_image_is_rescaled_to_8_bit(tmp_path, paper):
+    wide = paper.astype(np.uint16) * 257  # 0..255 -> 0..65535
+    path = save(Image.fromarray(wide), tmp_path / "deep.png")
+    with Image.open(path) as written:
+        assert written.mode.startswith("I")
+    gray = read_image(path)
+    assert gray.dtype == np.uint8
+    np.testing.assert_array_equal(gray, paper)
+
+
+def test_float_image_is_rescaled_to_8_bit(tmp_path, paper):
+    path = save(Image.fromarray(paper.astype(np.float32) / 255), tmp_path / "float.tiff")
+    with Image.open(path) as written:
+        assert written.mode == "F"
+    gray = read_image(path)
+    assert gray.dtype == np.uint8
+    np.testing.assert_array_equal(gray, paper)
+
+
+def test_exif_rotated_jpeg_comes_out_upright(tmp_path):
+    # Stored 40 wide x 20 high: left half dark, right half light. Orientation 6 means
+    # "rotate 90 degrees clockwise to display", which puts the left half on top.
+    stored = np.full((20, 40), 255, dtype=np.uint8)
+    stored[:, :20] = 0
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = save(Image.fromarray(stored), tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    gray = read_image(path)
+    assert gray.shape == (40, 20)
+    assert gray[:15].mean() < 40 and gray[25:].mean() > 215
+
+
+def test_decode_image_reads_bytes(paper):
+    buffer = io.BytesIO()
+    Image.fromarray(paper).save(buffer, format="PNG")
+    np.testing.assert_array_equal(decode_image(buffer.getvalue(), "upload.png"), paper)
+
+
+# ---- refusals ----
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A real PNG signature and IHDR declaring width x height 8-bit gray, with no pixel data at all."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def real_png(tmp_path, paper) -> Path:
+    return save(Image.fromarray(paper), tmp_path / "real.png")
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("empty.png", lambda real: b""),
+        ("truncated.png", lambda real: real[: len(real) // 2]),
+        ("noise.png", lambda real: np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()),
+        ("notes.png", lambda real: b"these are my notes, not a picture\n" * 20),
+    ],
+)
+def test_unreadable_files_raise_image_error_naming_the_path(tmp_path, real_png, name, content):
+    path = tmp_path / name
+    path.write_bytes(content(real_png.read_bytes()))
+    with pytest.raises(ImageError) as caught:
+        read_image(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file_raises_image_error(tmp_path):
+    path = tmp_path / "nowhere.png"
+    with pytest.raises(ImageError, match="nowhere.png"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("side", [7000, 20000])
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, side):
+    # The file holds no pixel data: only a refusal from the declared size can explain the message.
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_only(side, side))
+    assert path.stat().st_size < 100 and side * side > MAX_PIXELS
+    with pytest.raises(ImageError) as caught:
+        read_image(path)
+    message = str(caught.value)
+    assert str(path) in message and "pixels" in message
+
+
+def test_own_pixel_limit_names_the_limit(tmp_path):
+    with pytest.raises(ImageError, match="40,000,000"):
+        decode_image(png_header_only(7000, 7000), "big.png")
+
+
+# ---- prepare_digit ----
+
+def test_light_background_is_inverted(paper, digit):
+    np.testing.assert_array_equal(prepare_digit(paper), digit)
+
+
+def test_mnist_digits_are_unchanged(mnist_test):
+    for image in mnist_test[0][:300]:
+        prepared = prepare_digit(image)
+        assert prepared.dtype == np.uint8
+        np.testing.assert_array_equal(prepared, image)
+
+
+def test_big_non_square_photo_becomes_28x28_light_ink_on_black():
+    photo = np.full((300, 120), 230, dtype=np.uint8)  # light paper, taller than wide
+    photo[60:240, 50:70] = 20  # a dark vertical stroke: a "1"
+    prepared = prepare_digit(photo)
+    assert prepared.shape == (28, 28) and prepared.dtype == np.uint8
+    assert prepared[:, :3].max() == 0 and prepared[:, -3:].max() == 0  # padding is black background
+    assert prepared[14, 14] > 150  # the stroke is light ink in the middle
+
+
+def test_file_path_and_array_path_agree(tmp_path, paper, digit):
+    path = save(Image.fromarray(paper), tmp_path / "seven.png")
+    np.testing.assert_array_equal(load_digit(path), digit)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((28, 28, 3), dtype=np.uint8), np.zeros(784, dtype=np.uint8), np.zeros((0, 28), dtype=np.uint8)],
+    ids=["rgb", "flat", "empty"],
+)
+def test_prepare_digit_refuses_non_2d_or_empty(array):
+    with pytest.raises(ImageError, match="2-D"):
+        prepare_digit(array)
