@@ -104,9 +104,10 @@ def load_model(path: str | os.PathLike | None = None) -> DigitModel:
             recipe=json.loads(metadata["recipe"]),
             version=metadata["digitlab_version"],
         )
+        digest = metadata["weights_sha256"]
     except (KeyError, ValueError, TypeError, DigitlabError) as error:
         raise ModelFileError(f"{path}: the model's metadata is missing or malformed ({_first_line(error)})") from None
-    _check_tensors(path, model.network, tensors, metadata["weights_sha256"])
+    _check_tensors(path, model.network, tensors, digest)
     model.network.load_state_dict(tensors)
     model.network.eval()
     return model

@@ -61,6 +61,11 @@ class Predictor:
     def _prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim == 2:
             images = images[np.newaxis]
+        if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[-1] in (3, 4):
+            raise UsageError(
+                f"an array of shape {images.shape} looks like one colour image; convert it to grayscale, "
+                "or pass a list of 2-D images"
+            )
         if len(images) == 0:
             return np.zeros((0, 28, 28), dtype=np.uint8)
         prepared = []
@@ -103,8 +108,10 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     for path in map(Path, paths):
         if path.is_dir():
             found += sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                file for file in path.rglob("*")
+                if file.is_file()
+                and file.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in file.relative_to(path).parts)
             )
         elif path.exists():
             found.append(path)

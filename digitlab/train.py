@@ -19,6 +19,7 @@ from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .errors import TrainingError, TrainingInterrupted, UsageError
 from .model import ModelSpec, batched_logits, build_model, count_parameters, get_preset, multiply_adds, to_model_input, torch_device
 from .modelfile import DigitModel, save_model
+from .optimizers import make_optimizer
 from .progress import TrainingProgress
 
 
@@ -92,19 +93,6 @@ class TrainResult:
     metrics: dict
     history: list[dict]
     run_dir: Path | None
-
-
-def make_optimizer(network: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    if recipe.optimizer == "rmsprop":
-        # Keras' RMSprop: rho 0.9 (torch calls it alpha, default 0.99) and epsilon 1e-7 added outside the root.
-        return torch.optim.RMSprop(
-            network.parameters(), lr=recipe.learning_rate, alpha=0.9, eps=1e-7, weight_decay=recipe.weight_decay
-        )
-    if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-    return torch.optim.SGD(
-        network.parameters(), lr=recipe.learning_rate, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
-    )
 
 
 def learning_rate_at(recipe: Recipe, step: int, total_steps: int) -> float:
@@ -181,7 +169,7 @@ def train(
 
     torch.manual_seed(seed)
     network = build_model(spec).to(target)
-    optimizer = make_optimizer(network, recipe)
+    optimizer = make_optimizer(network, recipe.optimizer, recipe.learning_rate, recipe.weight_decay)
     shuffle_rng = torch.Generator().manual_seed(seed)
     config = {"spec": spec.to_dict(), "recipe": dataclasses.asdict(recipe), "seed": seed}
     state = TrainingState(epoch=0, history=[], train_seconds=0.0, config=config)

@@ -12,8 +12,6 @@ import pytest
 from digitlab.data import load_dataset
 from digitlab.train import TrainResult, train
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples" / "seed"
 CLI = Path(sys.executable).parent / "digitlab"
 # A hang guard for subprocesses on a shared machine, not a speed requirement.
 CLI_TIMEOUT_S = 600

@@ -147,10 +147,6 @@ def test_unknown_spec_key_in_file(tmp_path, model_path):
     assert "attention_heads" in refusal(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="modelfile.load_model reads metadata['weights_sha256'] outside its try block: KeyError, not ModelFileError",
-)
 def test_metadata_without_checksum(tmp_path, model_path):
     tensors, metadata = read_parts(model_path)
     del metadata["weights_sha256"]

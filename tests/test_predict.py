@@ -125,11 +125,6 @@ def test_colour_images_are_refused(predictor, images):
         predictor.predict_proba(images)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="predict.Predictor._prepare reads any 3-D array as a batch, so one (H, W, 3) RGB image "
-    "silently yields H answers for H slivers of W x 3 pixels",
-)
 def test_a_single_rgb_array_is_refused(predictor):
     with pytest.raises(UsageError):
         predictor.predict_proba(np.zeros((28, 28, 3), dtype=np.uint8))
@@ -168,10 +163,6 @@ def test_expand_paths_keeps_files_as_given(image_tree):
     assert expand_paths([notes, picture]) == [notes, picture]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="predict.expand_paths skips hidden files but still descends into hidden folders (.ipynb_checkpoints)",
-)
 def test_expand_paths_skips_hidden_folders(image_tree):
     litter = image_tree / ".ipynb_checkpoints"
     litter.mkdir()
