@@ -39,6 +39,7 @@ def train(
     train_limit: Annotated[
         Optional[int], typer.Option(help="Train on only the first N examples (quick trials).")
     ] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="mnist or fashion-mnist; default: the recipe's.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder; default: runs/PRESET.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation, shuffling and augmentation.")] = 0,
     deterministic: Annotated[bool, typer.Option(help="Use only deterministic algorithms (bit-exact resume).")] = False,
@@ -56,6 +57,7 @@ def train(
         recipe=recipe,
         epochs=epochs,
         train_limit=train_limit,
+        dataset=dataset,
         out=out or Path("runs") / preset,
         seed=seed,
         deterministic=deterministic,

@@ -129,6 +129,7 @@ def train(
     spec: ModelSpec | None = None,
     epochs: int | None = None,
     train_limit: int | None = None,
+    dataset: str | None = None,
     out: str | os.PathLike | None = None,
     seed: int = 0,
     deterministic: bool = False,
@@ -147,22 +148,18 @@ def train(
         recipe = dataclasses.replace(recipe, epochs=epochs)
     if train_limit is not None:
         recipe = dataclasses.replace(recipe, train_limit=train_limit)
-    run_dir = _prepare_run_dir(out, resume, overwrite)
+    if dataset is not None:
+        recipe = dataclasses.replace(recipe, dataset=dataset)
     target = torch_device(device)
+    (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = _load_splits(
+        recipe, seed, data_dir
+    )
+    class_names = data.DATASETS[recipe.dataset].class_names
+    if len(class_names) != spec.num_classes:
+        raise UsageError(f"{recipe.dataset} has {len(class_names)} classes but the spec has {spec.num_classes} outputs")
+    run_dir = _prepare_run_dir(out, resume, overwrite)
     if deterministic:
         torch.use_deterministic_algorithms(True)
-
-    train_images, train_labels = data.load_dataset(recipe.dataset, "train", data_dir)
-    test_images, test_labels = data.load_dataset(recipe.dataset, "test", data_dir)
-    if recipe.train_limit is not None:
-        train_images, train_labels = train_images[: recipe.train_limit], train_labels[: recipe.train_limit]
-    if recipe.validation == "holdout":
-        (train_images, train_labels), (val_images, val_labels) = data.split_validation(
-            train_images, train_labels, recipe.validation_size, seed
-        )
-    else:
-        val_images, val_labels = test_images, test_labels
-    class_names = data.DATASETS[recipe.dataset].class_names
     images = torch.from_numpy(train_images).to(target)
     labels = torch.from_numpy(train_labels).to(target)
     val_images_t, val_labels_t = torch.from_numpy(val_images), torch.from_numpy(val_labels)
@@ -259,6 +256,18 @@ def train(
     if run_dir:
         _write_run(run_dir, model, metrics, state.history, config)
     return TrainResult(model=model, metrics=metrics, history=state.history, run_dir=run_dir)
+
+
+def _load_splits(recipe: Recipe, seed: int, data_dir: str | os.PathLike | None):
+    """(train, validation, test) arrays; validation is the test split (tutorial) or a seeded holdout."""
+    train_images, train_labels = data.load_dataset(recipe.dataset, "train", data_dir)
+    test_split = data.load_dataset(recipe.dataset, "test", data_dir)
+    if recipe.train_limit is not None:
+        train_images, train_labels = train_images[: recipe.train_limit], train_labels[: recipe.train_limit]
+    if recipe.validation == "test":
+        return (train_images, train_labels), test_split, test_split
+    train_split, val_split = data.split_validation(train_images, train_labels, recipe.validation_size, seed)
+    return train_split, val_split, test_split
 
 
 def _kept_checkpoint(run_dir: Path | None, saved_epoch: int) -> str:
