@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -19,6 +20,7 @@ def plot_history(history: list[dict], path: Path) -> None:
         axis.plot(epochs, [record[key] for record in history], "o-", label="training")
         axis.plot(epochs, [record[f"val_{key}"] for record in history], "o-", label="validation")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(key)
         axis.legend()
         axis.grid(alpha=0.3)

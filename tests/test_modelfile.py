@@ -14,8 +14,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from digitlab.errors import ModelFileError, UsageError
-from digitlab.model import ModelSpec, batched_logits
-from digitlab.modelfile import default_model_path, load_model, save_model
+from digitlab.model import PRESETS, ModelSpec, batched_logits, build_model
+from digitlab.modelfile import DigitModel, default_model_path, load_model, save_model
 
 
 def read_parts(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -65,6 +65,24 @@ def test_run_folder_model_loads_with_the_run_metrics(model_path, seed_run):
     loaded = load_model(model_path)
     assert loaded.metrics["test_accuracy"] == seed_run.metrics["test_accuracy"]
     assert loaded.metrics["parameters"] == 215_370
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_round_trips_including_batch_norm_buffers(tmp_path, preset):
+    torch.manual_seed(0)
+    network = build_model(PRESETS[preset])
+    network.train()
+    network(torch.rand(8, 1, 28, 28))  # move batch-norm running statistics off their initial values
+    path = save_model(DigitModel(network=network.eval(), spec=PRESETS[preset]), tmp_path / "model.safetensors")
+    loaded = load_model(path)
+    for name, tensor in network.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[name], tensor), name
+
+
+def test_shipped_default_model_loads_and_records_its_accuracy():
+    model = load_model()
+    assert model.spec == PRESETS["default"]
+    assert model.metrics["test_accuracy"] >= 0.994
 
 
 def test_default_model_path_points_inside_the_package():
