@@ -87,15 +87,18 @@ def build_model(spec: ModelSpec) -> nn.Sequential:
     layers: list[nn.Module] = []
     in_channels = 1
     for out_channels in spec.conv_channels:
-        for _ in range(spec.convs_per_block):
+        for index in range(spec.convs_per_block):
             layers.append(
                 nn.Conv2d(in_channels, out_channels, spec.kernel_size, padding="same", bias=not spec.batch_norm)
             )
             if spec.batch_norm:
                 layers.append(nn.BatchNorm2d(out_channels))
+            if index == spec.convs_per_block - 1:
+                # max(relu(x)) == relu(max(x)): pooling first gives the same network with a
+                # quarter of the ReLU work, forward and backward.
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
             layers.append(nn.ReLU(inplace=True))
             in_channels = out_channels
-        layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
     layers.append(nn.Flatten())
     in_features = in_channels * spec.feature_size**2
     for units in spec.dense_units:
@@ -108,7 +111,8 @@ def build_model(spec: ModelSpec) -> nn.Sequential:
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-    return model
+    # Channels-last lets oneDNN run the convolutions without reordering memory on every call.
+    return model.to(memory_format=torch.channels_last)
 
 
 def count_parameters(model: nn.Module) -> int:

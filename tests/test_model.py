@@ -22,8 +22,9 @@ def test_seed_preset_is_the_tutorial_network():
     network = build_model(get_preset("seed"))
     assert count_parameters(network) == 215_370
     kinds = [type(layer).__name__ for layer in network]
+    # Pooling before ReLU: the same function as the tutorial's ReLU-then-pool, with a quarter of the ReLU work.
     assert kinds == [
-        "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Dropout", "Linear"
+        "Conv2d", "MaxPool2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU", "Flatten", "Linear", "ReLU", "Dropout", "Linear"
     ]
     first, second = network[0], network[3]
     assert (first.out_channels, first.kernel_size, first.padding) == (16, (5, 5), "same")
@@ -34,6 +35,20 @@ def test_seed_preset_is_the_tutorial_network():
 
 def test_seed_cost_matches_the_benchmark_guide():
     assert multiply_adds(get_preset("seed")) == 313_600 + 2_508_800 + 200_704 + 1_280
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_pooling_before_relu_computes_the_relu_then_pool_network(preset):
+    torch.manual_seed(2)
+    network = build_model(PRESETS[preset]).eval()
+    order = list(network)  # the same modules in the textbook order: ReLU, then pool
+    for index, layer in enumerate(order[:-1]):
+        if isinstance(layer, torch.nn.MaxPool2d) and isinstance(order[index + 1], torch.nn.ReLU):
+            order[index], order[index + 1] = order[index + 1], order[index]
+    reference = torch.nn.Sequential(*order).eval()
+    inputs = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(network(inputs), reference(inputs), atol=1e-6)
 
 
 def test_keras_initialisation_glorot_uniform_and_zero_bias():
