@@ -59,13 +59,15 @@ def main() -> None:
     peer = [str(peer_python()), str(ROOT / "bench" / "peer" / "tutorial_keras.py"), *idx_files]
     ours = [str(Path(sys.executable).parent / "digitlab"), "train", "--preset", "seed", "--epochs", "2", "--json"]
     gflops_machine = sgemm_gflops()
-    runs: dict[str, list[dict]] = {"peer": [], "digitlab": []}
+    runs: dict[str, list[dict]] = {"peer": [], "digitlab": [], "digitlab-bf16": []}
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
             seconds, result = timed(peer)
             runs["peer"].append({"seconds": seconds, **result})
-            seconds, result = timed([*ours, "--seed", str(repeat), "--out", f"{scratch}/run{repeat}"])
-            runs["digitlab"].append({"seconds": seconds, **result})
+            for name, precision in (("digitlab", "float32"), ("digitlab-bf16", "bfloat16")):
+                out = f"{scratch}/{name}-{repeat}"
+                seconds, result = timed([*ours, "--seed", str(repeat), "--precision", precision, "--out", out])
+                runs[name].append({"seconds": seconds, **result})
 
     # Training costs three forward passes per image; each epoch also validates once on the 10,000 test images.
     flop = 2 * multiply_adds(get_preset("seed")) * (3 * 60_000 * 2 + 10_000 * 2)
@@ -78,6 +80,7 @@ def main() -> None:
         "sgemm_gflops": gflops_machine,
         "median_seconds": median,
         "speedup": median["peer"] / median["digitlab"],
+        "speedup_bf16": median["peer"] / median["digitlab-bf16"],
         "median_test_accuracy": accuracy,
         "digitlab_train_seconds": train_seconds,
         "digitlab_gflops": achieved,
@@ -92,10 +95,11 @@ def main() -> None:
         table.add_column(column, justify="right")
     table.add_row("tutorial (TensorFlow/Keras)", f"{median['peer']:.1f}", f"{accuracy['peer']:.4f}")
     table.add_row("digitlab", f"{median['digitlab']:.1f}", f"{accuracy['digitlab']:.4f}")
+    table.add_row("digitlab --precision bfloat16", f"{median['digitlab-bf16']:.1f}", f"{accuracy['digitlab-bf16']:.4f}")
     console = Console()
     console.print(table)
     console.print(
-        f"speed-up {summary['speedup']:.2f}x; digitlab training {train_seconds:.1f} s = {achieved:.0f} GFLOP/s, "
+        f"speed-up {summary['speedup']:.2f}x (bfloat16: {summary['speedup_bf16']:.2f}x); digitlab training {train_seconds:.1f} s = {achieved:.0f} GFLOP/s, "
         f"{summary['fraction_of_sgemm']:.0%} of this machine's sgemm ({gflops_machine:.0f} GFLOP/s)"
     )
     console.print(summary["machine"])

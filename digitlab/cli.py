@@ -44,6 +44,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed for initialisation, shuffling and augmentation.")] = 0,
     deterministic: Annotated[bool, typer.Option(help="Use only deterministic algorithms (bit-exact resume).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="float32, or bfloat16 mixed precision (faster on CPUs with AVX-512 BF16 or AMX).")
+    ] = "float32",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished or interrupted run in --out.")] = False,
     data_dir: DataDirOption = None,
@@ -62,6 +65,7 @@ def train(
         seed=seed,
         deterministic=deterministic,
         device=device,
+        precision=precision,
         resume=resume,
         overwrite=overwrite,
         data_dir=data_dir,

