@@ -149,7 +149,7 @@ def test_augmentation_keeps_shape_and_ink_and_is_seeded():
 
 def test_bfloat16_mixed_precision_trains_and_is_recorded():
     result = train("seed", epochs=1, train_limit=2000, precision="bfloat16", seed=1)
-    assert result.metrics["precision"] == "bfloat16" and result.metrics["test_accuracy"] > 0.8
+    assert result.metrics["precision"] == "bfloat16" and result.metrics["test_accuracy"] > 0.5  # chance is 0.1
     assert all(p.dtype == torch.float32 for p in result.model.network.parameters())
     with pytest.raises(UsageError, match="precision"):
         train("seed", epochs=1, train_limit=100, precision="float8")
