@@ -27,7 +27,8 @@ from machine import machine_info, sgemm_gflops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_VENV = ROOT / ".bench-venv"
-PEER_REQUIREMENT = "tensorflow-cpu==2.21.0"
+# Pillow decodes the example images as the tutorial's skimage.io.imread does.
+PEER_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "pillow>=12.2"]
 RESULTS = ROOT / "bench" / "results" / "train_speed.json"
 
 
@@ -36,7 +37,7 @@ def peer_python() -> Path:
     python = PEER_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", PEER_REQUIREMENT], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS], check=True)
     return python
 
 

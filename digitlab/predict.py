@@ -32,7 +32,7 @@ class Predictor:
 
     def predict_proba(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities (N, classes) for grayscale images of any size, prepared as the model was trained."""
-        return self._probabilities(self._prepare(images))
+        return self.predict_proba_prepared(self._prepare(images))
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """The most likely class index for each image."""
@@ -52,12 +52,13 @@ class Predictor:
                     "path": str(path), "digit": None, "confidence": None, "probabilities": None, "error": str(error)
                 }
         if digits:
-            for index, probabilities in zip(readable, self._probabilities(np.stack(digits))):
+            for index, probabilities in zip(readable, self.predict_proba_prepared(np.stack(digits))):
                 answers[index] = self._answer(str(paths[index]), probabilities)
         return answers
 
-    def _probabilities(self, digits: np.ndarray) -> np.ndarray:
-        """Probabilities for digits already prepared (N, 28, 28) uint8: preparing twice would shift them."""
+    def predict_proba_prepared(self, digits: np.ndarray) -> np.ndarray:
+        """Probabilities for digits already in MNIST form (N, 28, 28) uint8, such as MNIST itself or
+        the output of `vision.prepare_digit`: no preprocessing, since preparing twice would shift them."""
         logits = batched_logits(self.network_, torch.from_numpy(digits), self.device_)
         return torch.softmax(logits, dim=1).numpy()
 
