@@ -153,7 +153,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                 raise _bad_idx(path, "file ends inside the IDX header's dimension sizes")
             shape = tuple(int.from_bytes(dims_bytes[i:i + 4], "big") for i in range(0, 4 * ndim, 4))
             expected = math.prod(shape) * dtype.itemsize
-            if expected > MAX_IDX_BYTES:
+            # Zero-sized axes count as one here, so (0, 2**32, 2**32) cannot slip past the cap as "0 bytes".
+            if math.prod(max(size, 1) for size in shape) * dtype.itemsize > MAX_IDX_BYTES:
                 raise _bad_idx(path, f"IDX header declares shape {shape} ({expected} bytes), "
                                      f"more than the {MAX_IDX_BYTES} bytes digitlab reads")
             # One byte past the declared size tells a file with trailing data from an exact one.

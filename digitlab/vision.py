@@ -53,9 +53,12 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     """Grayscale with transparency composited on white paper, and 16-bit or float images rescaled to 0..255."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        # Stretch the finite range to 0..255; NaN becomes background and infinities the ends of the range.
+        values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
         scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
-        return np.nan_to_num(scaled).round().astype(np.uint8)
+        return scaled.round().astype(np.uint8)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

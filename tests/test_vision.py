@@ -266,3 +266,13 @@ def test_file_path_and_array_path_agree(tmp_path, paper, digit):
 def test_prepare_digit_refuses_non_2d_or_empty(array):
     with pytest.raises(ImageError, match="2-D"):
         prepare_digit(array)
+
+
+def test_one_nan_or_infinite_pixel_does_not_blank_a_float_image(tmp_path):
+    values = np.linspace(0.0, 1.0, 28 * 28, dtype=np.float32).reshape(28, 28)
+    values[3, 3], values[5, 5] = np.nan, np.inf
+    path = tmp_path / "float.tiff"
+    Image.fromarray(values).save(path)
+    gray = read_image(path)
+    assert gray[0, 0] == 0 and gray[-1, -1] == 255  # the finite range still spans 0..255
+    assert gray[5, 5] == 255
