@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import DigitlabError, TrainingInterrupted
+from .errors import DigitlabError, TrainingInterrupted, UsageError
 
 app = typer.Typer(
     name="digitlab",
@@ -143,6 +143,33 @@ def predict(
     if failed:
         print(f"digitlab: {failed} of {len(answers)} files could not be read", file=sys.stderr)
         raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    model: Annotated[Optional[Path], typer.Argument(help="Model file; default: the shipped model.")] = None,
+    export_format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    out: Annotated[Path, typer.Option(help="File to write.")] = Path("model.onnx"),
+    check: Annotated[bool, typer.Option(help="Compare with PyTorch on the MNIST test set.")] = True,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a model for runtimes without PyTorch (ONNX), checked against PyTorch on MNIST test digits."""
+    from .data import load_dataset
+    from .export import FORMATS, export_onnx
+
+    if export_format not in FORMATS:
+        raise UsageError(f"unknown export format {export_format!r}; choose {', '.join(FORMATS)}")
+    digits = load_dataset("mnist", "test", data_dir)[0] if check else None
+    report = export_onnx(model, out, check_digits=digits)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        checked = (
+            f", largest logit difference from PyTorch {report['max_logit_difference']:.1e} "
+            f"over {report['checked_digits']:,} digits" if check else ""
+        )
+        stdout.print(f"wrote {report['path']} ({report['bytes']:,} bytes){checked}")
 
 
 @app.command()

@@ -1,0 +1,90 @@
+"""ONNX export: the network for runtimes without PyTorch, checked against PyTorch before it is written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UsageError
+from .model import to_model_input
+from .modelfile import DigitModel, load_model
+
+FORMATS = ("onnx",)
+# The issue's bar for "the same model": largest logit difference against PyTorch.
+MAX_LOGIT_DIFFERENCE = 1e-4
+
+
+def export_onnx(
+    model: DigitModel | str | os.PathLike | None, path: str | os.PathLike, check_digits: np.ndarray | None = None
+) -> dict:
+    """Write `path` (input `digits`: float (N, 1, 28, 28) in 0..1, prepared MNIST-style; output `logits`).
+
+    With `check_digits` (uint8 (N, 28, 28)), run the file in onnxruntime and refuse to keep it if
+    any logit differs from PyTorch's by more than 1e-4.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise UsageError("ONNX export needs the onnx extra: pip install 'digitlab[onnx]'") from None
+    model = model if isinstance(model, DigitModel) else load_model(model)
+    network = model.network.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    example = torch.zeros(2, 1, 28, 28)  # a batch of 2, so the exporter keeps the batch size symbolic
+    # The exporter's own chatter (deprecations, "torchvision is not installed") is not the user's concern.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            network,
+            (example,),
+            str(partial),
+            dynamo=True,
+            input_names=["digits"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            external_data=False,
+            verbose=False,
+        )
+    exported = onnx.load(str(partial))
+    onnx.checker.check_model(exported, full_check=True)
+    for key, value in {
+        "digitlab_spec": json.dumps(model.spec.to_dict()),
+        "class_names": json.dumps(list(model.class_names)),
+        "preprocessing": json.dumps(model.preprocessing),
+        "metrics": json.dumps(model.metrics),
+    }.items():
+        exported.metadata_props.add(key=key, value=value)
+    onnx.save(exported, str(partial))
+    report = {"path": str(path), "format": "onnx", "bytes": partial.stat().st_size}
+    if check_digits is not None:
+        report["max_logit_difference"] = _largest_difference(network, partial, check_digits)
+        report["checked_digits"] = int(len(check_digits))
+        if report["max_logit_difference"] > MAX_LOGIT_DIFFERENCE:
+            partial.unlink()
+            raise UsageError(
+                f"the ONNX model's logits differ from PyTorch's by {report['max_logit_difference']:.2e}, "
+                f"over {MAX_LOGIT_DIFFERENCE}; not written"
+            )
+    os.replace(partial, path)
+    return report
+
+
+def _largest_difference(network: torch.nn.Module, onnx_path: Path, digits: np.ndarray) -> float:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UsageError("checking the export needs onnxruntime: pip install 'digitlab[onnx]'") from None
+    inputs = to_model_input(digits).contiguous()
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(["logits"], {"digits": inputs.numpy()})[0]
+    with torch.inference_mode():
+        torch_logits = network(inputs).numpy()
+    return float(np.abs(onnx_logits - torch_logits).max())
