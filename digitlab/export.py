@@ -29,14 +29,25 @@ def export_onnx(
     any logit differs from PyTorch's by more than 1e-4.
     """
     try:
-        import onnx
+        import onnx  # noqa: F401  (checked here so a missing extra fails before any work)
     except ImportError:
         raise UsageError("ONNX export needs the onnx extra: pip install 'digitlab[onnx]'") from None
     model = model if isinstance(model, DigitModel) else load_model(model)
-    network = model.network.eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
+    try:
+        report = _write_checked(model, partial, check_digits)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # a failed export or check leaves nothing behind
+    return {**report, "path": str(path)}
+
+
+def _write_checked(model: DigitModel, partial: Path, check_digits: np.ndarray | None) -> dict:
+    import onnx
+
+    network = model.network.eval()
     example = torch.zeros(2, 1, 28, 28)  # a batch of 2, so the exporter keeps the batch size symbolic
     # The exporter's own chatter (deprecations, "torchvision is not installed") is not the user's concern.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -63,17 +74,15 @@ def export_onnx(
     }.items():
         exported.metadata_props.add(key=key, value=value)
     onnx.save(exported, str(partial))
-    report = {"path": str(path), "format": "onnx", "bytes": partial.stat().st_size}
+    report = {"format": "onnx", "bytes": partial.stat().st_size}
     if check_digits is not None:
         report["max_logit_difference"] = _largest_difference(network, partial, check_digits)
         report["checked_digits"] = int(len(check_digits))
         if report["max_logit_difference"] > MAX_LOGIT_DIFFERENCE:
-            partial.unlink()
             raise UsageError(
                 f"the ONNX model's logits differ from PyTorch's by {report['max_logit_difference']:.2e}, "
                 f"over {MAX_LOGIT_DIFFERENCE}; not written"
             )
-    os.replace(partial, path)
     return report
 
 
