@@ -13,7 +13,7 @@ from PIL import Image
 from .errors import DigitlabError, ImageError, UsageError
 from .model import batched_logits
 from .modelfile import DigitModel, load_model
-from .vision import load_digit, prepare_digit
+from .vision import decode_image, load_digit, prepare_digit
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 
@@ -40,21 +40,35 @@ class Predictor:
 
     def predict_files(self, paths: Iterable[str | os.PathLike]) -> list[dict]:
         """One answer per file; a file that cannot be read gets its own error and the others are still answered."""
-        paths = list(paths)
-        answers: list[dict] = [{} for _ in paths]
+        return self.answer([(str(path), Path(path)) for path in paths])
+
+    def answer(self, images: Sequence[tuple[str, bytes | np.ndarray | Path]]) -> list[dict]:
+        """Answer named images given as encoded bytes, grayscale arrays or file paths, in the JSON shape that
+        `digitlab predict --json` and the service share; a bad image gets its own error and the rest are answered."""
+        answers: list[dict] = [{} for _ in images]
         readable, digits = [], []
-        for index, path in enumerate(paths):
+        for index, (name, source) in enumerate(images):
             try:
-                digits.append(load_digit(path))
+                digits.append(self._prepare_source(name, source))
                 readable.append(index)
-            except ImageError as error:
+            except (ImageError, UsageError) as error:
                 answers[index] = {
-                    "path": str(path), "digit": None, "confidence": None, "probabilities": None, "error": str(error)
+                    "path": name, "digit": None, "confidence": None, "probabilities": None, "error": str(error)
                 }
         if digits:
             for index, probabilities in zip(readable, self.predict_proba_prepared(np.stack(digits))):
-                answers[index] = self._answer(str(paths[index]), probabilities)
+                answers[index] = self._answer(images[index][0], probabilities)
         return answers
+
+    def _prepare_source(self, name: str, source: bytes | np.ndarray | Path) -> np.ndarray:
+        if isinstance(source, Path):
+            return load_digit(source)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return prepare_digit(decode_image(bytes(source), name))
+        source = np.asarray(source)
+        if source.ndim != 2:
+            raise UsageError(f"{name}: expected a 2-D grayscale image, got an array of shape {source.shape}")
+        return self._prepare(source)[0]
 
     def predict_proba_prepared(self, digits: np.ndarray) -> np.ndarray:
         """Probabilities for digits already in MNIST form (N, 28, 28) uint8, such as MNIST itself or

@@ -174,3 +174,20 @@ def test_expand_paths_refuses_a_missing_path(image_tree):
     missing = image_tree / "nope.png"
     with pytest.raises(UsageError, match="nope.png"):
         expand_paths([image_tree, missing])
+
+
+def test_answer_takes_bytes_arrays_and_paths_alike_and_isolates_bad_ones(predictor):
+    from digitlab.vision import read_image
+
+    path = EXAMPLES / "1.png"
+    answers = predictor.answer([
+        ("bytes", path.read_bytes()),
+        ("array", read_image(path)),
+        ("path", path),
+        ("junk", b"not an image"),
+        ("cube", np.zeros((3, 28, 28), dtype=np.uint8)),
+    ])
+    assert [a["path"] for a in answers] == ["bytes", "array", "path", "junk", "cube"]
+    assert answers[0]["probabilities"] == answers[1]["probabilities"] == answers[2]["probabilities"]
+    assert answers[3]["digit"] is None and "not an image" in answers[3]["error"]
+    assert answers[4]["digit"] is None and "2-D" in answers[4]["error"]
