@@ -42,9 +42,12 @@ class Predictor:
         """One answer per file; a file that cannot be read gets its own error and the others are still answered."""
         return self.answer([(str(path), Path(path)) for path in paths])
 
-    def answer(self, images: Sequence[tuple[str, bytes | np.ndarray | Path]]) -> list[dict]:
+    def answer(
+        self, images: Sequence[tuple[str, bytes | np.ndarray | Path]], include_prepared: bool = False
+    ) -> list[dict]:
         """Answer named images given as encoded bytes, grayscale arrays or file paths, in the JSON shape that
-        `digitlab predict --json` and the service share; a bad image gets its own error and the rest are answered."""
+        `digitlab predict --json` and the service share; a bad image gets its own error and the rest are answered.
+        `include_prepared` adds the 28x28 digit the model saw (rows of 0..255), for people checking preprocessing."""
         answers: list[dict] = [{} for _ in images]
         readable, digits = [], []
         for index, (name, source) in enumerate(images):
@@ -58,6 +61,9 @@ class Predictor:
         if digits:
             for index, probabilities in zip(readable, self.predict_proba_prepared(np.stack(digits))):
                 answers[index] = self._answer(images[index][0], probabilities)
+        if include_prepared:
+            for index, digit in zip(readable, digits):
+                answers[index]["prepared"] = digit.tolist()
         return answers
 
     def _prepare_source(self, name: str, source: bytes | np.ndarray | Path) -> np.ndarray:

@@ -191,3 +191,12 @@ def test_answer_takes_bytes_arrays_and_paths_alike_and_isolates_bad_ones(predict
     assert answers[0]["probabilities"] == answers[1]["probabilities"] == answers[2]["probabilities"]
     assert answers[3]["digit"] is None and "not an image" in answers[3]["error"]
     assert answers[4]["digit"] is None and "2-D" in answers[4]["error"]
+
+
+def test_answer_can_show_the_digit_the_model_saw(predictor):
+    from digitlab.vision import load_digit
+
+    path = EXAMPLES / "3.png"
+    (shown,) = predictor.answer([("3", path)], include_prepared=True)
+    assert np.array_equal(np.array(shown["prepared"], dtype=np.uint8), load_digit(path))
+    assert "prepared" not in predictor.answer([("3", path)])[0]
