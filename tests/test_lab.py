@@ -1,0 +1,178 @@
+"""The lab: sweep files expand into trials, run locally and on Ray with the same table, and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CLI, CLI_TIMEOUT_S
+from digitlab.errors import UsageError
+from digitlab.lab import builtin_sweeps, load_sweep, run_sweep
+from digitlab.lab_report import DETERMINISTIC_COLUMNS, pareto_front
+
+# Small enough to train in seconds: one epoch on 1,500 digits, 300 of them held out for validation.
+QUICK = 'recipe_settings = { epochs = 1, train_limit = 1500, validation_size = 300 }'
+
+
+def write_sweep(folder: Path, body: str) -> Path:
+    path = folder / "sweep.toml"
+    path.write_text(body)
+    return path
+
+
+def test_a_grid_crosses_explicit_trials_with_the_space(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, f"""
+[sweep]
+seeds = [0, 1]
+[base]
+recipe = "tiny"
+{QUICK}
+[[trials]]
+preset = "tiny"
+[[trials]]
+preset = "seed"
+[space]
+"spec.kernel_size" = [3, 5]
+"recipe.learning_rate" = [0.01, 0.003]
+"""))
+    assert len(sweep.trials) == 8 and sweep.seeds == (0, 1)
+    assert len({trial.trial_id for trial in sweep.trials}) == 8
+    assert {trial.spec.kernel_size for trial in sweep.trials} == {3, 5}
+    # Selection happens on a holdout: no trial may validate on the test split.
+    assert {trial.recipe.validation for trial in sweep.trials} == {"holdout"}
+    assert {trial.recipe.train_limit for trial in sweep.trials} == {1500}
+
+
+def test_random_search_draws_the_asked_number_reproducibly(tmp_path):
+    body = """
+[sweep]
+search = "random"
+samples = 5
+random_seed = 7
+[space]
+"spec.dropout" = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+"spec.dense_units" = [[32], [64], [128]]
+"""
+    first, second = load_sweep(write_sweep(tmp_path, body)), load_sweep(write_sweep(tmp_path, body))
+    assert [trial.trial_id for trial in first.trials] == [trial.trial_id for trial in second.trials]
+    assert 1 <= len(first.trials) <= 5  # repeated draws are one trial
+
+
+def test_spec_and_recipe_files_are_found_beside_the_sweep(tmp_path):
+    (tmp_path / "narrow.toml").write_text("[spec]\nconv_channels = [4, 8]\n")
+    (tmp_path / "short.toml").write_text("[recipe]\nepochs = 1\n")
+    trial = load_sweep(write_sweep(tmp_path, '[base]\npreset = "narrow.toml"\nrecipe = "short.toml"\n')).trials[0]
+    assert (trial.spec.conv_channels, trial.recipe.epochs) == ((4, 8), 1)
+
+
+def test_a_trial_id_follows_its_settings(tmp_path):
+    one = load_sweep(write_sweep(tmp_path, '[[trials]]\nname = "a"\nspec = { dropout = 0.1 }\n')).trials[0]
+    other = load_sweep(write_sweep(tmp_path, '[[trials]]\nname = "a"\nspec = { dropout = 0.2 }\n')).trials[0]
+    assert one.trial_id != other.trial_id and one.trial_id.startswith("a-")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[sweep]\nseed = [0]\n", "unknown keys ['seed'] in [sweep]"),
+        ("[sweeps]\n", "unknown tables ['sweeps']"),
+        ("[space]\nkernel_size = [3]\n", "must be preset, recipe, spec.FIELD or recipe.FIELD"),
+        ("[space]\n'spec.kernel_size' = [4]\n", "kernel_size must be a positive odd number"),
+        ("[space]\n'spec.kernel' = [3]\n", "unknown ModelSpec keys ['kernel']"),
+        ("[sweep]\nsearch = 'bayes'\n", "search must be grid or random"),
+        ("[base]\npreset = 'huge'\n", "unknown preset 'huge'"),
+    ],
+)
+def test_bad_sweeps_are_refused_with_the_reason(tmp_path, body, message):
+    path = write_sweep(tmp_path, body)
+    with pytest.raises(UsageError) as caught:
+        load_sweep(path)
+    assert message in str(caught.value)
+
+
+def test_builtin_sweeps_load():
+    assert {"exercises", "best-ensemble"} <= set(builtin_sweeps())
+    exercises = load_sweep("exercises")
+    assert [trial.name for trial in exercises.trials] == ["seed", "tiny", "wide", "default"]
+    assert all(trial.recipe.epochs == 2 for trial in exercises.trials)
+
+
+def test_pareto_front_keeps_only_undominated_trials():
+    rows = [
+        {"parameters": 10, "val_accuracy_mean": 0.95},
+        {"parameters": 20, "val_accuracy_mean": 0.94},  # bigger and worse than the first
+        {"parameters": 30, "val_accuracy_mean": 0.97},
+        {"parameters": 30, "val_accuracy_mean": 0.96},  # as big as the third and worse
+    ]
+    assert pareto_front(rows, "parameters") == {0, 2}
+
+
+def test_the_same_sweep_gives_the_same_table_locally_and_on_ray(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, f"""
+[sweep]
+seeds = [0]
+deterministic = true
+[base]
+preset = "tiny"
+recipe = "tiny"
+{QUICK}
+[space]
+"spec.conv_channels" = [[8, 16], [16, 32]]
+"""))
+    local = run_sweep(sweep, tmp_path / "local", parallel=2)
+    on_ray = run_sweep(sweep, tmp_path / "ray", parallel=2, use_ray=True)
+    assert len(local["trials"]) == 2 and local["complete"] and on_ray["complete"]
+    for mine, theirs in zip(local["trials"], on_ray["trials"]):
+        assert {column: mine[column] for column in DETERMINISTIC_COLUMNS} == {
+            column: theirs[column] for column in DETERMINISTIC_COLUMNS
+        }
+    for folder in ("local", "ray"):
+        written = {path.name for path in (tmp_path / folder).iterdir()}
+        assert {"results.json", "results.csv", "report.html", "accuracy_vs_parameters.png", "trials"} <= written
+
+
+def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    path = write_sweep(tmp_path, f"""
+[sweep]
+seeds = [0]
+parallel = 1
+[base]
+preset = "tiny"
+recipe = "tiny"
+{QUICK}
+[space]
+"spec.dropout" = [0.0, 0.1, 0.2]
+""")
+    out = tmp_path / "out"
+    command = [str(CLI), "lab", str(path), "--out", str(out), "--json"]
+    # Its own session, so SIGKILL reaches the trial processes too, as when a machine goes down.
+    first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + CLI_TIMEOUT_S
+    finished: list[Path] = []
+    while not finished and first.poll() is None and time.monotonic() < deadline:
+        finished = list(out.glob("trials/*/seed-0/metrics.json"))
+        time.sleep(0.2)  # polling interval only; correctness waits on the file itself
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert finished, "no trial finished before the sweep was killed"
+    kept = {metrics: (metrics.stat().st_mtime_ns, metrics.read_text()) for metrics in finished}
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    assert second.returncode == 0, second.stderr
+    results = json.loads(second.stdout)
+    assert results["complete"] and len(results["trials"]) == 3
+    for metrics, (mtime, text) in kept.items():
+        assert (metrics.stat().st_mtime_ns, metrics.read_text()) == (mtime, text)
+
+
+def test_cli_names_an_unknown_sweep_in_one_line(cli):
+    result = cli("lab", "nosuch")
+    assert result.returncode == 1
+    assert result.stderr.startswith("digitlab: unknown sweep 'nosuch'; give a .toml file or one of:")
+    assert "exercises" in result.stderr
