@@ -1,0 +1,1 @@
+"""Real-world evaluation sets for digitlab: generator (build_sets) and image effects (render)."""
