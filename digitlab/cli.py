@@ -33,8 +33,12 @@ DataDirOption = Annotated[
 
 @app.command()
 def train(
-    preset: Annotated[str, typer.Option(help="Architecture preset (see `digitlab presets`).")] = "seed",
-    recipe: Annotated[Optional[str], typer.Option(help="Training recipe; default: the preset's own.")] = None,
+    preset: Annotated[
+        str, typer.Option(help="Architecture preset (see `digitlab presets`) or a spec .toml file.")
+    ] = "seed",
+    recipe: Annotated[
+        Optional[str], typer.Option(help="Training recipe or a recipe .toml file; default: the preset's own.")
+    ] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs; default: the recipe's.")] = None,
     train_limit: Annotated[
         Optional[int], typer.Option(help="Train on only the first N examples (quick trials).")
@@ -53,15 +57,17 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train a network on MNIST and write a run folder (model, metrics, history, plot, checkpoint)."""
+    from .specfile import load_recipe, load_spec
     from .train import train as run_training
 
     result = run_training(
         preset,
-        recipe=recipe,
+        spec=load_spec(preset),
+        recipe=load_recipe(recipe) if recipe else None,
         epochs=epochs,
         train_limit=train_limit,
         dataset=dataset,
-        out=out or Path("runs") / preset,
+        out=out or Path("runs") / Path(preset).stem,
         seed=seed,
         deterministic=deterministic,
         device=device,
@@ -91,14 +97,20 @@ def evaluate(
         Optional[str], typer.Option(help="mnist, fashion-mnist, or a folder root/<label>/*; default: the model's.")
     ] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    out: Annotated[Path, typer.Option(help="Folder for confusion.png and mistakes.png.")] = Path("evaluation"),
+    out: Annotated[
+        Path, typer.Option(help="Folder for confusion.png, mistakes.png and reliability.png.")
+    ] = Path("evaluation"),
+    outliers: Annotated[
+        Optional[list[str]], typer.Option("--outliers", help="A data set of non-digits (e.g. fashion-mnist) whose "
+                                          "rejection rate to report; repeatable.")
+    ] = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Measure a model: accuracy, per-class precision and recall, confusion matrix and worst mistakes."""
+    """Measure a model: accuracy, calibration error, rejection rates, per-class precision and recall, and figures."""
     from .evaluate import evaluate as run_evaluation
 
-    report = run_evaluation(model, dataset=dataset, split=split, out=out, data_dir=data_dir)
+    report = run_evaluation(model, dataset=dataset, split=split, out=out, data_dir=data_dir, outliers=outliers or ())
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -109,6 +121,13 @@ def evaluate(
     for row in report["per_class"]:
         table.add_row(row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
     stdout.print(table)
+    stdout.print(
+        f"calibration error (15 bins): {report['ece']:.2%} at temperature {report['temperature']:.3f} "
+        f"({report['ece_uncalibrated']:.2%} raw); digits accepted: {report['accepted']:.2%}, "
+        f"accuracy on them {report['accepted_accuracy']:.2%}"
+    )
+    for name, share in report["outliers_rejected"].items():
+        stdout.print(f"{name} rejected as not a digit: {share:.2%}")
     stdout.print(f"figures: {', '.join(report['figures'])}")
 
 
@@ -131,6 +150,8 @@ def predict(
         for answer in answers:
             if answer["error"]:
                 table.add_row(answer["path"], "[red]error[/red]", "", answer["error"])
+            elif answer["digit"] is None:
+                table.add_row(answer["path"], "[yellow]none[/yellow]", f"{answer['confidence']:.1%}", answer["reason"])
             else:
                 table.add_row(
                     answer["path"],
@@ -173,11 +194,63 @@ def export(
 
 
 @app.command()
-def presets() -> None:
-    """List the architecture presets and training recipes."""
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port (default 8000).")] = None,
+    model: ModelOption = None,
+    max_upload_bytes: Annotated[
+        Optional[int], typer.Option(help="Largest request body; larger ones get 413 (default 8 MiB).")
+    ] = None,
+    max_images: Annotated[Optional[int], typer.Option(help="Most images in one request (default 64).")] = None,
+    batch_window_ms: Annotated[
+        Optional[float], typer.Option(help="How long a model call waits to gather requests (default 2).")
+    ] = None,
+    max_batch: Annotated[Optional[int], typer.Option(help="Most images in one model call (default 128).")] = None,
+    queue_size: Annotated[
+        Optional[int], typer.Option(help="Requests waiting for the model before 503s (default 512).")
+    ] = None,
+    timeout: Annotated[
+        Optional[float], typer.Option(help="Seconds to receive a request, and to wait for its answer (default 10).")
+    ] = None,
+    max_connections: Annotated[Optional[int], typer.Option(help="Open connections before 503s (default 1024).")] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(help="Server processes, each with its own model (default 1).")
+    ] = None,
+    torch_threads: Annotated[Optional[int], typer.Option(help="Torch threads per process (default 1).")] = None,
+) -> None:
+    """Serve the model over HTTP (REST API under /v1, docs at /docs) with a draw-a-digit page at /."""
+    try:
+        from .serve import ServeSettings, serve as run_service
+    except ModuleNotFoundError as error:
+        raise UsageError(f"serving needs {error.name}; install it with: pip install 'digitlab[serve]'") from None
+
+    given = dict(
+        host=host, port=port, model=model, max_upload_bytes=max_upload_bytes, max_images=max_images,
+        batch_window_ms=batch_window_ms, max_batch=max_batch, queue_size=queue_size, timeout_s=timeout,
+        max_connections=max_connections, workers=workers, torch_threads=torch_threads,
+    )
+    run_service(ServeSettings(**{name: value for name, value in given.items() if value is not None}))
+
+
+@app.command()
+def presets(
+    toml: Annotated[
+        Optional[str], typer.Option("--toml", help="Print this preset's [spec] and recipe's [recipe] as TOML.")
+    ] = None,
+) -> None:
+    """List the architecture presets and training recipes, or print one as a TOML file to edit."""
     from .model import PRESETS, build_model, count_parameters, multiply_adds
     from .train import RECIPES
 
+    if toml is not None:
+        from .specfile import to_toml
+
+        if toml not in PRESETS and toml not in RECIPES:
+            raise UsageError(f"unknown preset or recipe {toml!r}; choose one of: {', '.join({**PRESETS, **RECIPES})}")
+        tables = [to_toml("spec", PRESETS[toml])] if toml in PRESETS else []
+        tables += [to_toml("recipe", RECIPES[toml])] if toml in RECIPES else []
+        print("\n".join(tables), end="")
+        return
     table = Table(title="architecture presets")
     for column in ("preset", "parameters", "multiply-adds", "spec"):
         table.add_column(column)
@@ -190,6 +263,101 @@ def presets() -> None:
     for name, recipe in RECIPES.items():
         recipes.add_row(name, str(recipe))
     stdout.print(recipes)
+
+
+@app.command()
+def lab(
+    sweep: Annotated[str, typer.Argument(help="A sweep .toml file, or a built-in sweep: exercises, best, ...")],
+    out: Annotated[Optional[Path], typer.Option(help="Sweep folder; default: runs/lab/SWEEP. Rerun to resume.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds instead of the sweep's.")] = None,
+    parallel: Annotated[
+        Optional[int], typer.Option(help="Trials at once; default: the sweep's, else one per core.")
+    ] = None,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run the trials on Ray Tune (pip install 'digitlab[ray]').")
+    ] = False,
+    ray_address: Annotated[
+        Optional[str], typer.Option(help="With --ray: an existing cluster's address; default: a local Ray instance.")
+    ] = None,
+    ensemble: Annotated[
+        Optional[Path], typer.Option(help="Then average the selected trial's seed models into this model file.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sweep architectures and recipes over seeds; report cost beside accuracy (table, CSV/JSON, HTML, plots)."""
+    from .lab import load_sweep, run_sweep, selected_models
+    from .lab_report import TABLE_HEADER, table_rows
+
+    chosen = load_sweep(sweep, tuple(int(seed) for seed in seeds.split(",")) if seeds else None)
+    folder = out or Path("runs") / "lab" / Path(sweep).stem
+    results = run_sweep(
+        chosen,
+        folder,
+        parallel=parallel,
+        use_ray=ray or ray_address is not None,
+        ray_address=ray_address,
+        data_dir=data_dir,
+        show_progress=not as_json,
+    )
+    if ensemble is not None:
+        from .ensemble import build_ensemble_file
+
+        results["ensemble"] = build_ensemble_file(selected_models(chosen, folder, results), ensemble, data_dir=data_dir)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    table = Table(title=f"sweep {results['sweep']}: mean ± std over seeds {results['seeds']} (* Pareto front)")
+    for column in TABLE_HEADER:
+        table.add_column(column, justify="left" if column == "trial" else "right")
+    for cells in table_rows(results["trials"]):
+        table.add_row(*cells)
+    stdout.print(table)
+    stdout.print(f"selected on validation accuracy: {results['best']}; report: {folder / 'report.html'}")
+    if ensemble is not None:
+        stdout.print(f"ensemble {ensemble}: test accuracy {results['ensemble']['test_accuracy']:.2%}")
+
+
+@app.command(name="ensemble")
+def ensemble_command(
+    models: Annotated[list[Path], typer.Argument(help="Two or more model files to average.")],
+    out: Annotated[Path, typer.Option(help="Ensemble model file to write.")] = Path("ensemble.safetensors"),
+    check: Annotated[bool, typer.Option(help="Score each member and the ensemble on the test split.")] = True,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Average several models' probabilities into one model file, usable wherever a model is."""
+    from .ensemble import build_ensemble_file
+
+    report = build_ensemble_file(models, out, check=check, data_dir=data_dir)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    summary = f"wrote {report['path']}: {report['members']} members, {report['parameters']:,} parameters"
+    if check:
+        members = ", ".join(f"{accuracy:.2%}" for accuracy in report["member_test_accuracy"])
+        summary += f"; test accuracy {report['test_accuracy']:.2%} (members {members})"
+    stdout.print(summary)
+
+
+@app.command()
+def preprocess(
+    image: Annotated[Path, typer.Argument(help="Image file in any format Pillow reads.")],
+    show: Annotated[
+        Optional[Path], typer.Option("--show", help="Write a PNG of every preprocessing stage to this file.")
+    ] = None,
+) -> None:
+    """Show what the model sees: the 28x28 digit as text, and with --show a PNG of every stage that made it."""
+    from .vision import preprocess_stages, read_image, stages_image
+
+    stages = preprocess_stages(read_image(image))
+    digit = stages[-1][1]
+    shades = " .:-=+*#%@"
+    for row in digit:
+        print("".join(shades[int(value) * len(shades) // 256] * 2 for value in row))
+    if show is not None:
+        stages_image(stages).save(show)
+        stdout.print(f"wrote {show} ({', '.join(title for title, _ in stages)})")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 import platformdirs
@@ -30,6 +31,9 @@ CHUNK_BYTES = 1 << 20
 # Seconds without a byte before a mirror counts as down; the slowest public mirrors answer in a few.
 DOWNLOAD_TIMEOUT_S = 30
 GZIP_MAGIC = b"\x1f\x8b"
+# gzip adds a header and a few bytes per 64 kB block, so no honest mirror sends more than this much over
+# a file's size; past it a mirror is streaming junk (or a Content-Encoding bomb that requests undoes).
+DOWNLOAD_SLACK_BYTES = 4096
 
 # IDX type codes (third magic byte); multi-byte values are big-endian in the format.
 IDX_DTYPES = {
@@ -207,13 +211,42 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def _refuse_downgrade(response: requests.Response, *args, **kwargs) -> None:
+    """A requests response hook: never follow a redirect from https to plain http. The checksum would catch
+    altered content, but a downgraded connection lets anyone on the path stall or flood the download."""
+    if not response.is_redirect:
+        return
+    target = urljoin(response.url, response.headers["Location"])
+    if urlsplit(response.url).scheme == "https" and urlsplit(target).scheme != "https":
+        raise DataError(f"redirected from https to {target}, which digitlab refuses to follow")
+
+
+class _CappedFile:
+    """The download's file, refusing to grow past limit bytes, so a mirror that never stops sending fills no disk."""
+
+    def __init__(self, out: BinaryIO, limit: int) -> None:
+        self.out, self.limit, self.written = out, limit, 0
+
+    def write(self, chunk: bytes) -> int:
+        self.written += len(chunk)
+        if self.written > self.limit:
+            raise DataError(f"sent more than {self.limit} bytes, more than the file can take")
+        return self.out.write(chunk)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def _download(url: str, file: DataFile, folder: Path) -> Path:
     """Download url into folder and move it into place only once its content verifies."""
     handle, partial_name = tempfile.mkstemp(dir=folder, prefix=f".{file.name}.", suffix=".part")
     partial = Path(partial_name)
     try:
         with os.fdopen(handle, "wb") as out:
-            pooch.HTTPDownloader(progressbar=False, timeout=DOWNLOAD_TIMEOUT_S)(url, out, None)
+            download = pooch.HTTPDownloader(
+                progressbar=False, timeout=DOWNLOAD_TIMEOUT_S, hooks={"response": _refuse_downgrade}
+            )
+            download(url, _CappedFile(out, file.size + file.size // 100 + DOWNLOAD_SLACK_BYTES), None)
         problem = _content_problem(partial, file)
         if problem:
             raise DataError(problem)

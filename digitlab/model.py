@@ -43,6 +43,11 @@ class ModelSpec:
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.num_classes < 2:
             raise UsageError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.image_size < 2 ** (len(self.conv_channels) - 1) + 1:
+            raise UsageError(
+                f"{len(self.conv_channels)} pooling blocks shrink a {self.image_size}x{self.image_size} image "
+                "to a single pixel before the last block; use fewer conv_channels"
+            )
 
     @property
     def feature_size(self) -> int:
@@ -71,6 +76,16 @@ PRESETS: dict[str, ModelSpec] = {
     # Two 3x3 convolutions per block with batch norm: about 6x the seed's compute, 99.5%+ with augmentation.
     "default": ModelSpec(
         conv_channels=(32, 64), convs_per_block=2, kernel_size=3, batch_norm=True, dense_units=(128,), dropout=0.3
+    ),
+    # 9% of the seed's parameters and half its compute, yet past its accuracy in the same 2 epochs
+    # (99.12-99.20% test over seeds 0-2 with the `tiny` recipe): batch norm, 3x3 convolutions, and a
+    # third pool that shrinks the map to 4x4 so the classifier needs no hidden dense layer.
+    "tiny": ModelSpec(conv_channels=(16, 32, 32), kernel_size=3, batch_norm=True, dense_units=(), dropout=0.0),
+    # The seed twice as wide with a wider dense layer: 4x the parameters, for the "bigger" exercise.
+    "wide": ModelSpec(conv_channels=(32, 64), kernel_size=5, dense_units=(256,)),
+    # Three blocks of two 3x3 convolutions with batch norm: 1.5x the default's compute.
+    "deep": ModelSpec(
+        conv_channels=(32, 64, 128), convs_per_block=2, kernel_size=3, batch_norm=True, dense_units=(128,), dropout=0.3
     ),
 }
 
@@ -113,6 +128,27 @@ def build_model(spec: ModelSpec) -> nn.Sequential:
                 nn.init.zeros_(module.bias)
     # Channels-last lets oneDNN run the convolutions without reordering memory on every call.
     return model.to(memory_format=torch.channels_last)
+
+
+class Ensemble(nn.Module):
+    """Several networks answering as one: the mean of their probabilities, returned as log-probabilities so
+    that the softmax every reader applies gives exactly that mean."""
+
+    def __init__(self, specs: tuple[ModelSpec, ...], networks: list[nn.Module]) -> None:
+        super().__init__()
+        self.specs = tuple(specs)
+        for index, network in enumerate(networks):
+            self.add_module(f"member{index}", network)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        members = self.children()
+        log_probabilities = torch.stack([torch.log_softmax(member(inputs).float(), dim=1) for member in members])
+        # log(mean(p)) through logsumexp: exact, and finite where a single member is certain.
+        return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.specs))
+
+
+def build_ensemble(specs: tuple[ModelSpec, ...]) -> Ensemble:
+    return Ensemble(specs, [build_model(spec) for spec in specs])
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -159,9 +195,10 @@ def batched_logits(network: nn.Module, digits: torch.Tensor, device: torch.devic
     """Logits for uint8 digits (N, 28, 28), in batches, in eval mode: the one inference loop everything shares."""
     was_training = network.training
     network.eval()
+    # At least one (possibly empty) batch, so no input still gives a (0, classes) answer for any network.
     outputs = [
         network(to_model_input(digits[start : start + batch_size].to(device))).float().cpu()
-        for start in range(0, len(digits), batch_size)
+        for start in range(0, max(len(digits), 1), batch_size)
     ]
     network.train(was_training)
-    return torch.cat(outputs) if outputs else torch.empty(0, network[-1].out_features)
+    return torch.cat(outputs)

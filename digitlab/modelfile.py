@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from . import __version__
 from .errors import DigitlabError, ModelFileError
-from .model import ModelSpec, build_model
+from .model import Ensemble, ModelSpec, build_ensemble, build_model
 
 FORMAT = "digitlab-model"
 FORMAT_VERSION = 1
@@ -33,6 +33,8 @@ class DigitModel:
     preprocessing: dict = field(default_factory=lambda: {"polarity": "auto", "side": 28, "scale": 255})
     metrics: dict = field(default_factory=dict)
     recipe: dict = field(default_factory=dict)
+    # Temperature and rejection threshold fitted on validation data (empty: raw softmax, no model-based rejection).
+    calibration: dict = field(default_factory=dict)
     version: str = __version__
 
 
@@ -64,8 +66,11 @@ def save_model(model: DigitModel, path: str | os.PathLike) -> Path:
         "preprocessing": json.dumps(model.preprocessing),
         "metrics": json.dumps(model.metrics),
         "recipe": json.dumps(model.recipe),
+        "calibration": json.dumps(model.calibration),
         "weights_sha256": weights_digest(tensors),
     }
+    if isinstance(model.network, Ensemble):  # the members' specs rebuild it; `spec` stays the first one's
+        metadata["members"] = json.dumps([spec.to_dict() for spec in model.network.specs])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_safetensors(path, tensors, metadata)
     return path
@@ -74,10 +79,10 @@ def save_model(model: DigitModel, path: str | os.PathLike) -> Path:
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write beside the target and rename, so a crash mid-write leaves the previous file, never half a file."""
     partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=metadata)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(partial, 0o666 & ~umask)  # safetensors creates 0600; a model file is meant to be shared
+    # Our own write, not safetensors' save_file: that one writes a randomly named hidden .tmp file first,
+    # which a killed run leaves behind for good, while .partial is overwritten by the next save. It also
+    # creates files readable by their owner only; a model file is meant to be shared.
+    partial.write_bytes(save(tensors, metadata=metadata))
     os.replace(partial, path)
 
 
@@ -95,22 +100,39 @@ def load_model(path: str | os.PathLike | None = None) -> DigitModel:
         raise ModelFileError(f"{path}: not a readable .safetensors model file ({_first_line(error)})") from None
     try:
         model = DigitModel(
-            network=build_model(ModelSpec.from_dict(json.loads(metadata["spec"]))),
+            network=_build_network(metadata),
             spec=ModelSpec.from_dict(json.loads(metadata["spec"])),
             class_names=tuple(json.loads(metadata["class_names"])),
             dataset=metadata["dataset"],
             preprocessing=json.loads(metadata["preprocessing"]),
             metrics=json.loads(metadata["metrics"]),
             recipe=json.loads(metadata["recipe"]),
+            calibration=json.loads(metadata.get("calibration", "{}")),
             version=metadata["digitlab_version"],
         )
         digest = metadata["weights_sha256"]
+        _check_calibration(model.calibration)
     except (KeyError, ValueError, TypeError, DigitlabError) as error:
         raise ModelFileError(f"{path}: the model's metadata is missing or malformed ({_first_line(error)})") from None
     _check_tensors(path, model.network, tensors, digest)
     model.network.load_state_dict(tensors)
     model.network.eval()
     return model
+
+
+def _check_calibration(calibration: dict) -> None:
+    temperature = calibration.get("temperature", 1.0)
+    threshold = calibration.get("reject_threshold", 0.0)
+    if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ValueError(f"calibration temperature {temperature!r} is not a positive number")
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"rejection threshold {threshold!r} is not between 0 and 1")
+
+
+def _build_network(metadata: dict) -> nn.Module:
+    if "members" in metadata:
+        return build_ensemble(tuple(ModelSpec.from_dict(spec) for spec in json.loads(metadata["members"])))
+    return build_model(ModelSpec.from_dict(json.loads(metadata["spec"])))
 
 
 def _check_format(path: Path, metadata: dict) -> None:

@@ -57,3 +57,27 @@ def plot_gallery(images: np.ndarray, captions: list[str], path: Path, columns: i
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_reliability(before: list[dict], after: list[dict], path: Path) -> None:
+    """Reliability diagram: accuracy against confidence per bin, raw and temperature-scaled; a calibrated
+    model's bars sit on the diagonal."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    for axis, table, title in ((axes[0], before, "raw softmax"), (axes[1], after, "temperature-scaled")):
+        filled = [row for row in table if row["count"]]
+        lows = [row["low"] for row in filled]
+        width = filled[0]["high"] - filled[0]["low"] if filled else 0
+        axis.bar(lows, [row["accuracy"] for row in filled], width=width, align="edge", edgecolor="black",
+                 label="accuracy")
+        axis.bar(lows, [row["confidence"] - row["accuracy"] for row in filled], bottom=[row["accuracy"] for row in filled],
+                 width=width, align="edge", color="tab:red", alpha=0.4, label="gap to confidence")
+        axis.plot([0, 1], [0, 1], "k--", linewidth=1)
+        axis.set_title(title)
+        axis.set_xlabel("confidence")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.legend(loc="upper left")
+    axes[0].set_ylabel("accuracy")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -10,12 +10,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .calibrate import ACCEPTED_DIGITS
 from .errors import DigitlabError, ImageError, UsageError
 from .model import batched_logits
 from .modelfile import DigitModel, load_model
-from .vision import decode_image, load_digit, prepare_digit
+from .segment import DigitSegment, segment_digits
+from .vision import decode_image, prepare_digit, read_image
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
+# The faintest MNIST training digit holds about 20 pixels' worth of full ink; half that is no digit.
+BLANK_INK = 10.0
+# At most 40% of an MNIST digit's 28x28 field is strong ink (99.99th percentile 35%); more is a blob.
+FILLED_SHARE = 0.45
 
 
 class Predictor:
@@ -25,6 +31,8 @@ class Predictor:
         self.model_ = model if isinstance(model, DigitModel) else load_model(model)
         self.device_ = torch.device(device)
         self.network_ = self.model_.network.to(self.device_).eval()
+        self.temperature_ = float(self.model_.calibration.get("temperature", 1.0))
+        self.reject_threshold_ = float(self.model_.calibration.get("reject_threshold", 0.0))
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -49,38 +57,65 @@ class Predictor:
         `digitlab predict --json` and the service share; a bad image gets its own error and the rest are answered.
         `include_prepared` adds the 28x28 digit the model saw (rows of 0..255), for people checking preprocessing."""
         answers: list[dict] = [{} for _ in images]
-        readable, digits = [], []
+        readable, digits, segments = [], [], []
         for index, (name, source) in enumerate(images):
             try:
-                digits.append(self._prepare_source(name, source))
+                gray = self._read_gray(name, source)
+                digits.append(prepare_digit(gray))
+                segments.append(segment_digits(gray))
                 readable.append(index)
             except (ImageError, UsageError) as error:
                 answers[index] = {
                     "path": name, "digit": None, "confidence": None, "probabilities": None, "error": str(error)
                 }
-        if digits:
-            for index, probabilities in zip(readable, self.predict_proba_prepared(np.stack(digits))):
-                answers[index] = self._answer(images[index][0], probabilities)
-        if include_prepared:
-            for index, digit in zip(readable, digits):
-                answers[index]["prepared"] = digit.tolist()
+        if not digits:
+            return answers
+        # Whole images and the digits found inside them, in one model call.
+        several = [found if len(found) > 1 else [] for found in segments]
+        pieces = [segment.digit for found in several for segment in found]
+        probabilities = self.predict_proba_prepared(np.stack(digits + pieces))
+        piece_probabilities = iter(probabilities[len(digits) :])
+        for index, digit, digit_probabilities, found in zip(readable, digits, probabilities, several):
+            answer = self._answer(images[index][0], digit_probabilities, digit)
+            if found:
+                answer.update(self._read_number(found, [next(piece_probabilities) for _ in found]))
+            if include_prepared:
+                answer["prepared"] = digit.tolist()
+            answers[index] = answer
         return answers
 
-    def _prepare_source(self, name: str, source: bytes | np.ndarray | Path) -> np.ndarray:
+    def _read_number(self, found: list[DigitSegment], probabilities: list[np.ndarray]) -> dict:
+        """The digits of a multi-digit image, each with its box, and the number they spell (None if any
+        of them is not a digit)."""
+        read = []
+        for segment, row in zip(found, probabilities):
+            reason = self.rejection(segment.digit, row)
+            best = int(row.argmax())
+            read.append({
+                "box": list(segment.box),
+                "digit": None if reason else best,
+                "confidence": float(row[best]),
+                "reason": reason,
+            })
+        readable = all(entry["digit"] is not None for entry in read)
+        return {"digits": read, "number": "".join(str(entry["digit"]) for entry in read) if readable else None}
+
+    @staticmethod
+    def _read_gray(name: str, source: bytes | np.ndarray | Path) -> np.ndarray:
         if isinstance(source, Path):
-            return load_digit(source)
+            return read_image(source)
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return prepare_digit(decode_image(bytes(source), name))
+            return decode_image(bytes(source), name)
         source = np.asarray(source)
         if source.ndim != 2:
             raise UsageError(f"{name}: expected a 2-D grayscale image, got an array of shape {source.shape}")
-        return self._prepare(source)[0]
+        return source if source.dtype == np.uint8 else _to_uint8(source)
 
     def predict_proba_prepared(self, digits: np.ndarray) -> np.ndarray:
         """Probabilities for digits already in MNIST form (N, 28, 28) uint8, such as MNIST itself or
         the output of `vision.prepare_digit`: no preprocessing, since preparing twice would shift them."""
         logits = batched_logits(self.network_, torch.from_numpy(digits), self.device_)
-        return torch.softmax(logits, dim=1).numpy()
+        return torch.softmax(logits / self.temperature_, dim=1).numpy()
 
     def _prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim == 2:
@@ -92,29 +127,49 @@ class Predictor:
             )
         if len(images) == 0:
             return np.zeros((0, 28, 28), dtype=np.uint8)
-        prepared = []
-        for image in images:
-            image = np.asarray(image)
-            if image.ndim != 2:
-                raise UsageError(f"each image must be a 2-D grayscale array, got shape {image.shape}")
-            if image.dtype != np.uint8:
-                image = _to_uint8(image)
-            prepared.append(prepare_digit(image))
-        return np.stack(prepared)
+        return np.stack([prepare_digit(self._read_gray(f"image {index}", image)) for index, image in enumerate(images)])
 
-    def _answer(self, path: str, probabilities: np.ndarray) -> dict:
+    def _answer(self, path: str, probabilities: np.ndarray, digit: np.ndarray) -> dict:
         ranked = np.argsort(probabilities)[::-1]
         best, runner_up = int(ranked[0]), int(ranked[1])
+        reason = self.rejection(digit, probabilities)
         return {
             "path": path,
-            "digit": best,
-            "label": self.class_names[best],
+            "digit": None if reason else best,
+            "label": None if reason else self.class_names[best],
             "confidence": float(probabilities[best]),
+            "reason": reason,
+            "guess": best,
             "runner_up": runner_up,
             "runner_up_confidence": float(probabilities[runner_up]),
             "probabilities": [float(p) for p in probabilities],
             "error": None,
         }
+
+    def rejections(self, digits: np.ndarray, probabilities: np.ndarray) -> list[str | None]:
+        """For prepared digits and their probabilities: None where the answer stands, else why it is not a digit."""
+        return [self.rejection(digit, row) for digit, row in zip(digits, probabilities)]
+
+    def rejection(self, digit: np.ndarray, probabilities: np.ndarray) -> str | None:
+        """Cheap checks on the image first, then the calibrated confidence against the model's threshold."""
+        reason = not_a_digit_reason(digit)
+        confidence = float(probabilities.max())
+        if reason or confidence >= self.reject_threshold_:
+            return reason
+        return (
+            f"not a digit: the model's confidence {confidence:.0%} is below the {self.reject_threshold_:.0%} "
+            f"that {ACCEPTED_DIGITS:.0%} of validation digits reach"
+        )
+
+
+def not_a_digit_reason(digit: np.ndarray) -> str | None:
+    """Cheap checks on the prepared 28x28 before trusting the model: nothing there, or ink everywhere."""
+    ink = digit.astype(np.float32) / 255
+    if ink.sum() < BLANK_INK:
+        return "not a digit: the image is blank or nearly blank"
+    if (ink > 0.5).mean() > FILLED_SHARE:
+        return "not a digit: ink covers most of the image (a filled shape, a photograph or noise)"
+    return None
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

@@ -15,11 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data
+from .calibrate import calibrate, calibration_report
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .errors import TrainingError, TrainingInterrupted, UsageError
 from .model import ModelSpec, batched_logits, build_model, count_parameters, get_preset, multiply_adds, to_model_input, torch_device
 from .modelfile import DigitModel, save_model
 from .optimizers import make_optimizer
+from .outliers import outlier_images
 from .progress import TrainingProgress
 
 
@@ -36,6 +38,9 @@ class Recipe:
     warmup_fraction: float = 0.0
     label_smoothing: float = 0.0
     augment: bool = False
+    # Weight of the outlier-exposure loss on non-digits mixed into each batch (0: none). It teaches the
+    # model to say "not a digit"; the rejection threshold is then set on validation digits.
+    outlier_exposure: float = 0.0
     # "test" validates on the test split each epoch as the tutorial does; "holdout" carves it from training data.
     validation: str = "test"
     validation_size: int = 5000
@@ -58,6 +63,8 @@ class Recipe:
             raise UsageError(f"unknown validation {self.validation!r}; choose test or holdout")
         if self.train_limit is not None and self.train_limit < 1:
             raise UsageError(f"train_limit must be at least 1, got {self.train_limit}")
+        if self.outlier_exposure < 0:
+            raise UsageError(f"outlier_exposure must be 0 or more, got {self.outlier_exposure}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
@@ -65,6 +72,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "seed": Recipe(),
     # One-cycle AdamW with label smoothing and small random affine distortions: 99.5%+ on MNIST test.
+    # (A trial adding outlier exposure at 0.5 and stroke, blur and noise augmentation reached only 98.1%,
+    # so outlier exposure stays off here until it is measured on its own.)
     "default": Recipe(
         epochs=12,
         batch_size=128,
@@ -77,8 +86,21 @@ RECIPES: dict[str, Recipe] = {
         augment=True,
         validation="holdout",
     ),
+    # The tutorial's 2 epochs with a schedule that suits a small batch-normed net: one-cycle AdamW at
+    # a peak ten times the seed's rate. Validates on test like the seed recipe, so the two compare.
+    "tiny": Recipe(
+        epochs=2, optimizer="adamw", learning_rate=1e-2, weight_decay=5e-4, schedule="onecycle", warmup_fraction=0.2
+    ),
+    # For a single model past 99.70% (use with the default preset): the default recipe run twice as
+    # long. The default preset takes about 59 s an epoch on 2 cores, so 25 epochs fit in 25 minutes.
 }
+RECIPES["best"] = dataclasses.replace(RECIPES["default"], epochs=25)
 
+
+# Outliers mixed into each training batch (one per this many digits), and the size of their pool
+# (at most half as many as the training digits, so short trials stay short).
+OUTLIER_SHARE = 4
+OUTLIER_POOL = 12_000
 
 # bfloat16 runs the forward pass in mixed precision (weights and optimizer stay float32): about 1.4x
 # faster on CPUs with AVX-512 BF16 or AMX, and slower on CPUs without them.
@@ -127,6 +149,12 @@ def random_affine(batch: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def uniform_target_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against the uniform distribution: the outlier-exposure term (Hendrycks et al. 2019)
+    that teaches the network to be unsure on things that are not digits."""
+    return -F.log_softmax(logits, dim=1).mean()
+
+
 def train(
     preset: str = "seed",
     *,
@@ -171,6 +199,11 @@ def train(
     images = torch.from_numpy(train_images).to(target)
     labels = torch.from_numpy(train_labels).to(target)
     val_images_t, val_labels_t = torch.from_numpy(val_images), torch.from_numpy(val_labels)
+    outliers = (
+        torch.from_numpy(outlier_images(min(OUTLIER_POOL, len(images) // 2), seed, data_dir)).to(target)
+        if recipe.outlier_exposure
+        else None
+    )
 
     torch.manual_seed(seed)
     network = build_model(spec).to(target)
@@ -202,11 +235,17 @@ def train(
                     inputs, targets = to_model_input(images[batch_index]), labels[batch_index]
                     if recipe.augment:
                         inputs = random_affine(inputs, shuffle_rng)
+                    if outliers is not None:
+                        pick = torch.randint(len(outliers), (len(targets) // OUTLIER_SHARE,), generator=shuffle_rng)
+                        inputs = torch.cat([inputs, to_model_input(outliers[pick.to(target)])])
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate_at(recipe, (epoch - 1) * steps_per_epoch + step, total_steps)
                     with torch.autocast(target.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
                         logits = network(inputs).float()
-                    loss = loss_function(logits, targets)
+                    loss = loss_function(logits[: len(targets)], targets)
+                    if outliers is not None:
+                        loss = loss + recipe.outlier_exposure * uniform_target_loss(logits[len(targets) :])
+                        logits = logits[: len(targets)]
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -241,11 +280,15 @@ def train(
             f"interrupted during epoch {state.epoch + 1}{_kept_checkpoint(run_dir, saved_epoch)}{resume_hint}"
         ) from None
 
+    calibration, calibration_metrics = {}, {}
     if recipe.validation == "test":  # the last epoch was just validated on the test split
         test_accuracy = state.history[-1]["val_accuracy"]
     else:
         test_logits = batched_logits(network, torch.from_numpy(test_images), target)
         test_accuracy = (test_logits.argmax(1) == torch.from_numpy(test_labels)).float().mean().item()
+        # Confidence is calibrated on the validation split, never the test split, which only reports it.
+        calibration = calibrate(batched_logits(network, val_images_t, target), val_labels_t)
+        calibration_metrics = calibration_report(calibration, test_logits, test_labels)
     metrics = {
         "test_accuracy": test_accuracy,
         "val_accuracy": state.history[-1]["val_accuracy"],
@@ -258,6 +301,7 @@ def train(
         "precision": precision,
         "device": str(target),
         "threads": torch.get_num_threads(),
+        **calibration_metrics,
     }
     model = DigitModel(
         network=network.cpu().eval(),
@@ -266,6 +310,7 @@ def train(
         dataset=recipe.dataset,
         metrics=metrics,
         recipe=dataclasses.asdict(recipe),
+        calibration=calibration,
     )
     if run_dir:
         _write_run(run_dir, model, metrics, state.history, config)

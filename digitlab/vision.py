@@ -5,23 +5,62 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
 from .errors import ImageError
 
 MNIST_SIDE = 28
 # Phone photos reach 12 MP; past 40 MP an upload is far more likely a decompression bomb than a digit.
 MAX_PIXELS = 40_000_000
-# MNIST is light ink on a dark ground; an image whose border is brighter than this is dark ink on paper.
-LIGHT_BACKGROUND = 127
 # MNIST fitted each digit's longer side to 20 pixels and centred its mass in the 28x28 field
 # (index 14.0 in both axes, measured on the test set).
 INK_BOX = 20
 MNIST_CENTRE = 14.0
 # Ink fainter than this (of 255, after stretching) is anti-aliasing or paper noise, not the digit's extent.
 INK_THRESHOLD = 8
+# Analysis runs on a copy whose longer side is at most this: a 12 MP photo shrinks 8-fold, and a digit
+# that fills a tenth of the photo still keeps about 50 pixels, more than the 20 it ends as.
+ANALYSIS_SIDE = 512
+# Polarity needs only the coarse picture; its median filter runs on a copy this small.
+POLARITY_SIDE = 64
+# The background is estimated over windows this fraction of the shorter side: wider than any stroke
+# (MNIST's thickest are about 6 of 28 pixels), narrower than the changes of light across a photo.
+BACKGROUND_FRACTION = 0.4
+# Ink must stand out from the paper by at least this much (of 255) to count, whatever Otsu says.
+MIN_CONTRAST = 24
+# ... nor less than this many times the paper's noise (grain, sensor noise), so a blank page stays blank.
+NOISE_MARGIN = 6
+# Hysteresis keeps fainter pixels (above this fraction of the cut) that are joined to clear ink, so a
+# faded stroke stays whole.
+HYSTERESIS_LOW = 0.5
+# A piece at the border spanning this fraction of the image both ways is a frame (perhaps with the digit
+# joined to it by fainter ink); then stricter lower cuts of the hysteresis, as multiples of Otsu's cut,
+# are tried until the digit comes free.
+FRAME_SPAN = 0.85
+STRICTER_THRESHOLDS = (0.7, 1.0, 1.25, 1.5, 1.75, 2.0)
+# Pieces with less than this fraction of the largest piece's pixels are dust, noise or JPEG debris.
+SPECK_FRACTION = 0.05
+# Pieces touching the border (frames, paper edges, shadows) are dropped when the ink inside has at
+# least this fraction of their pixels (otherwise the digit itself touches the border and stays) ...
+FRAME_RATIO = 0.2
+# ... and when they are this much taller or wider than all the ink inside together.
+BORDER_GROWTH = 1.2
+# ... or when they lie wholly in this outer band of the image (the bits of a frame along the edge).
+BORDER_BAND = 0.08
+# Ruled and grid lines run across the image: straight runs longer than this fraction of its side, looked
+# for only in images at least LINED_PAGE_SIDE pixels across (a page or a photo; in an image the size of a
+# digit, a long straight stroke is the digit itself).
+LINE_SPAN = 0.5
+LINED_PAGE_SIDE = 64
+# ... and the ink left beside them must be a digit in its own right, not a scrap of a digit made of a line.
+LINE_DIGIT_RATIO = 0.5
+# A ruled line is also much longer than the digit is wide (or tall, for a vertical line).
+LINE_LENGTH_RATIO = 2.0
+SQUARE = np.ones((3, 3), dtype=bool)
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -76,25 +115,277 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image(data, str(path))
 
 
+@dataclass(frozen=True)
+class InkMap:
+    """Where the ink is, at analysis resolution: `ink` is light-on-black contrast (0..255, float32), `mask` the
+    cleaned ink pixels, `scale` analysis pixels per original pixel, `stages` the named steps that led there."""
+
+    ink: np.ndarray
+    mask: np.ndarray
+    scale: float
+    stages: tuple[tuple[str, np.ndarray], ...]
+
+
+def find_ink(gray: np.ndarray) -> InkMap:
+    """Separate the ink from the paper the way a scanner operator would: downscale, choose the polarity,
+    flatten uneven light, threshold with hysteresis, drop specks, ruled lines and frames at the border."""
+    if gray.ndim != 2 or gray.size == 0:
+        raise ImageError(f"expected a non-empty 2-D grayscale image, got shape {gray.shape}")
+    stages = [("input", gray)]
+    image = gray.astype(np.float32)
+    scale = min(1.0, ANALYSIS_SIDE / max(image.shape))
+    if scale < 1:
+        image = _resize(image, scale)
+        stages.append(("analysis copy", image))
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    if border.max() <= INK_THRESHOLD or border.min() >= 255 - INK_THRESHOLD:
+        # A clean digit (MNIST itself, a drawing on a blank canvas): the border says the polarity and
+        # there is no light to flatten, so only specks need removing. This keeps MNIST as it is, and fast.
+        ground = float(np.median(border))
+        ink = np.maximum(image - ground if border.max() <= INK_THRESHOLD else ground - image, 0)
+        # Stretched to full range first, so even the faintest ink on a plain ground counts.
+        peak = float(ink.max())
+        ink = ink * (255 / peak) if peak > 0 else ink
+        stages.append(("light ink on black", ink))
+        mask = _keep_digit_components(ink > 0)
+        stages.append(("specks removed", mask))
+        return InkMap(ink, mask, scale, tuple(stages))
+    if not _ink_is_light(image):
+        image = 255 - image
+    stages.append(("light ink on dark", image))
+    contrast = image - _background(image)
+    stages.append(("background removed", contrast))
+    # Otsu's cut, but never within the paper's own grain: its spread is measured robustly (ink edges are
+    # the minority) on differences of neighbouring pixels, which slow changes of light do not affect.
+    paper = float(np.median(contrast))
+    steps = np.diff(contrast.ravel())
+    noise = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2) if steps.size else 0.0
+    threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * noise)
+    mask = _hysteresis_mask(contrast, threshold, max(threshold * HYSTERESIS_LOW, paper + NOISE_MARGIN / 2 * noise))
+    stages.append(("thresholded", mask))
+    mask = _keep_digit_components(_remove_ruled_lines(mask))
+    stages.append(("cleaned", mask))
+    for factor in STRICTER_THRESHOLDS:
+        if not _largest_is_frame(mask):
+            break
+        # A digit joined to a frame around it by fainter ink comes apart at a stricter cut.
+        cut = _hysteresis_mask(contrast, threshold * max(factor, 1), threshold * factor)
+        stricter = _keep_digit_components(_remove_ruled_lines(cut))
+        if stricter.any() and not _touches_border(_largest_piece(stricter)):
+            mask = stricter
+            stages.append((f"stricter cut x{factor:g}", mask))
+    return InkMap(contrast, mask, scale, tuple(stages))
+
+
+def mnist_style_crop(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ink under `mask` as an MNIST digit: grey anti-aliased strokes, cropped, fitted to 20x20 with area
+    resampling and centred by mass in 28x28. An empty mask gives a black image (a blank page)."""
+    if not mask.any():
+        return np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.uint8)
+    rows, columns = np.nonzero(mask)
+    # One pixel of margin keeps the strokes' anti-aliased edges, which the threshold cut off.
+    top, bottom = max(rows.min() - 1, 0), rows.max() + 2
+    left, right = max(columns.min() - 1, 0), columns.max() + 2
+    window = mask[top:bottom, left:right]
+    strokes = ink[top:bottom, left:right] * _grow(window)
+    strokes = np.minimum(strokes * (255 / float(strokes[window].max())), 255)
+    rows, columns = np.nonzero(strokes > INK_THRESHOLD)
+    crop = strokes[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    return _centre_by_mass(_fit_longer_side(crop, INK_BOX))
+
+
+def preprocess_stages(gray: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Every intermediate image of `prepare_digit`, named, ending with the 28x28 digit the model sees."""
+    found = find_ink(gray)
+    return [*found.stages, ("MNIST-style digit", mnist_style_crop(found.ink, found.mask))]
+
+
+def stages_image(stages: list[tuple[str, np.ndarray]], tile: int = 160) -> Image.Image:
+    """The stages side by side, each scaled to fit a `tile`-pixel square under its title, as a grayscale
+    picture (masks white on black, contrast maps stretched to their own maximum)."""
+    font = ImageFont.load_default(size=12)
+    title_height = 18
+    strip = Image.new("L", (len(stages) * (tile + 8) + 8, tile + title_height + 16), 255)
+    draw = ImageDraw.Draw(strip)
+    for index, (title, picture) in enumerate(stages):
+        values = np.asarray(picture, dtype=np.float32)
+        peak = float(values.max()) if values.size else 0.0
+        if picture.dtype == bool or peak > 255:
+            values = values * (255 / max(peak, 1))
+        shown = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+        scale = tile / max(shown.size)
+        # Nearest neighbour keeps small images' pixels visible; box averaging keeps large ones smooth.
+        method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+        shown = shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))), method)
+        left = 8 + index * (tile + 8)
+        draw.text((left, 4), title, fill=0, font=font)
+        strip.paste(shown, (left, title_height + 8))
+    return strip
+
+
 def prepare_digit(gray: np.ndarray) -> np.ndarray:
     """Turn a grayscale image into what the model was trained on, the way MNIST itself was made:
     light ink on black, cropped to the ink, its longer side fitted to 20 pixels, and placed in
     28x28 with its centre of mass at the centre. MNIST digits come through (nearly) unchanged."""
-    if gray.ndim != 2 or gray.size == 0:
-        raise ImageError(f"expected a non-empty 2-D grayscale image, got shape {gray.shape}")
-    gray = gray.astype(np.float32)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    if background > LIGHT_BACKGROUND:
-        gray, background = 255 - gray, 255 - background
-    ink = np.clip(gray - background, 0, None)
-    peak = float(ink.max())
-    if peak == 0:
-        return np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.uint8)
-    ink *= 255 / peak
-    rows, columns = np.nonzero(ink > INK_THRESHOLD)
-    crop = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
-    return _centre_by_mass(_fit_longer_side(crop, INK_BOX))
+    return preprocess_stages(gray)[-1][1]
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by one pixel in all eight directions: a separable 3x3 dilation in plain numpy, since
+    on a digit-sized window scipy's call overhead costs more than the work."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    wide = grown.copy()
+    wide[:, 1:] |= grown[:, :-1]
+    wide[:, :-1] |= grown[:, 1:]
+    return wide
+
+
+def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    """Area (box) resampling: every source pixel counts, so thin strokes fade instead of vanishing."""
+    height, width = image.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
+
+
+def _ink_is_light(image: np.ndarray) -> bool:
+    """Ink is the minority that stands out from its surroundings: after removing the slowly varying
+    background, the pixel values lean towards the ink's side (their skew has the ink's sign)."""
+    coarse = _resize(image, min(1.0, POLARITY_SIDE / max(image.shape)))
+    size = max(3, round(min(coarse.shape) * BACKGROUND_FRACTION))
+    background = ndimage.median_filter(coarse, size=size, mode="nearest")
+    if coarse.shape != image.shape:
+        background = np.asarray(
+            Image.fromarray(background, mode="F").resize(image.shape[::-1], Image.Resampling.BILINEAR)
+        )
+    deviation = (image - background).ravel()
+    deviation -= deviation.mean()
+    return float(deviation @ (deviation * deviation)) >= 0
+def _background(image: np.ndarray) -> np.ndarray:
+    """The paper under the ink: a grey opening removes every light feature narrower than the window
+    (strokes) and follows what is wider (uneven light, shadows), so no polarity guess is needed here."""
+    size = max(3, round(min(image.shape) * BACKGROUND_FRACTION))
+    return ndimage.grey_opening(image, size=(size, size), mode="nearest")
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold: the cut between two classes of values that maximises their between-class variance."""
+    counts, edges = np.histogram(values, bins=64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)
+    mass = np.cumsum(counts * centres)
+    below, above = weight[:-1], weight[-1] - weight[:-1]
+    valid = (below > 0) & (above > 0)
+    if not valid.any():
+        return float(edges[-1])
+    mean_below = mass[:-1] / np.maximum(below, 1)
+    mean_above = (mass[-1] - mass[:-1]) / np.maximum(above, 1)
+    spread = np.where(valid, below * above * (mean_below - mean_above) ** 2, -1)
+    return float(edges[1:][np.argmax(spread)])
+
+
+def _hysteresis_mask(contrast: np.ndarray, high: float, low: float) -> np.ndarray:
+    """Pixels above the cut `high`, grown into the fainter pixels (above `low`) connected to them, so
+    a faded stroke stays whole while faint noise away from the strokes stays out."""
+    weak = contrast > low
+    labels, count = ndimage.label(weak, structure=SQUARE)
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[labels[contrast > high]] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def _remove_ruled_lines(mask: np.ndarray) -> np.ndarray:
+    """Remove straight lines that run past the digit on both sides (ruled or squared paper, the edges of
+    a frame or a sheet), then restore their pixels where a stroke crosses them. Only in images the size of
+    a page or a photo: in one the size of a digit, a long straight stroke is the digit (a 1)."""
+    if max(mask.shape) < LINED_PAGE_SIDE:
+        return mask
+    horizontal = ndimage.binary_opening(mask, np.ones((1, max(1, round(mask.shape[1] * LINE_SPAN))), dtype=bool))
+    vertical = ndimage.binary_opening(mask, np.ones((max(1, round(mask.shape[0] * LINE_SPAN)), 1), dtype=bool))
+    if not (horizontal.any() or vertical.any()):
+        return mask
+    rest = mask & ~(horizontal | vertical)
+    labels, count = ndimage.label(rest, structure=SQUARE)
+    if count == 0:
+        return mask
+    # The largest piece left is (part of) the digit; the corners of a frame are not.
+    areas = np.bincount(labels.ravel())[1:]
+    digit = labels == np.argmax(areas) + 1
+    for lines, axis in ((horizontal, 0), (vertical, 1)):
+        if not lines.any() or areas.max() < LINE_DIGIT_RATIO * _largest_area(lines):
+            continue  # what is left is a scrap of a digit that is itself a line (a 1, a 7's bar)
+        along, ink_along = np.flatnonzero(lines.any(axis=axis)), np.flatnonzero(digit.any(axis=axis))
+        margin = 0.05 * mask.shape[1 - axis]
+        if along[0] > ink_along[0] - margin or along[-1] < ink_along[-1] + margin:
+            continue  # the digit's own bar (a 7's top, a 2's foot) reaches as far as the line does
+        if len(along) < LINE_LENGTH_RATIO * len(ink_along):
+            continue  # a stroke of a digit that fills the image (a 4's stem), not a ruled line
+        thickness = int(np.ceil(lines.sum() / len(along)))
+        across = (2 * thickness + 3, 1) if axis == 0 else (1, 2 * thickness + 3)
+        mask = (mask & ~lines) | (lines & ndimage.binary_closing(rest, np.ones(across, dtype=bool)))
+    return mask
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def _largest_piece(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask, structure=SQUARE)
+    return labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+
+
+def _largest_is_frame(mask: np.ndarray) -> bool:
+    """Whether the largest piece of ink reaches the border and spans nearly all of the image both ways, as a
+    frame does and a digit (even one cut tight, which spans only its height) does not."""
+    if not _touches_border(mask):
+        return False
+    largest = _largest_piece(mask)
+    rows, columns = np.flatnonzero(largest.any(axis=1)), np.flatnonzero(largest.any(axis=0))
+    return (
+        _touches_border(largest)
+        and rows[-1] - rows[0] + 1 >= FRAME_SPAN * mask.shape[0]
+        and columns[-1] - columns[0] + 1 >= FRAME_SPAN * mask.shape[1]
+    )
+
+
+def _largest_area(mask: np.ndarray) -> int:
+    labels, count = ndimage.label(mask, structure=SQUARE)
+    return int(np.bincount(labels.ravel())[1:].max()) if count else 0
+
+
+def _keep_digit_components(mask: np.ndarray) -> np.ndarray:
+    """Drop specks, and pieces at the border that are larger than all the ink inside (a frame, the paper's
+    edge, a shadow) when there is ink enough inside to be the digits. Digits cut tight stay: they touch
+    the border but are no larger than their neighbours."""
+    labels, count = ndimage.label(mask, structure=SQUARE)
+    if count == 0 or (count == 1 and not _touches_border(mask)):
+        return mask
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    areas[0] = 0
+    keep = areas >= SPECK_FRACTION * areas.max()
+    keep[0] = False
+    touching = np.zeros(count + 1, dtype=bool)
+    touching[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    inner = keep & ~touching
+    if inner.any() and areas[inner].sum() >= FRAME_RATIO * areas[keep & touching].sum():
+        boxes = ndimage.find_objects(labels)
+        inside = [boxes[index - 1] for index in np.flatnonzero(inner)]
+        height = max(box[0].stop for box in inside) - min(box[0].start for box in inside)
+        width = max(box[1].stop for box in inside) - min(box[1].start for box in inside)
+        band_rows, band_columns = max(2, BORDER_BAND * mask.shape[0]), max(2, BORDER_BAND * mask.shape[1])
+        for index in np.flatnonzero(keep & touching):
+            rows, columns = boxes[index - 1]
+            larger = rows.stop - rows.start > BORDER_GROWTH * height or columns.stop - columns.start > BORDER_GROWTH * width
+            sliver = (
+                rows.stop <= band_rows or rows.start >= mask.shape[0] - band_rows
+                or columns.stop <= band_columns or columns.start >= mask.shape[1] - band_columns
+            )
+            keep[index] = not (larger or sliver)
+        keep &= areas >= SPECK_FRACTION * areas[keep].max()
+    return keep[labels]
 
 
 def _fit_longer_side(crop: np.ndarray, side: int) -> np.ndarray:
@@ -114,11 +405,11 @@ def _centre_by_mass(patch: np.ndarray) -> np.ndarray:
     total = patch.sum()
     centre_row = (patch.sum(axis=1) @ np.arange(height)) / total
     centre_column = (patch.sum(axis=0) @ np.arange(width)) / total
-    top = int(np.clip(round(MNIST_CENTRE - centre_row), 0, MNIST_SIDE - height))
-    left = int(np.clip(round(MNIST_CENTRE - centre_column), 0, MNIST_SIDE - width))
+    top = min(max(round(MNIST_CENTRE - centre_row), 0), MNIST_SIDE - height)
+    left = min(max(round(MNIST_CENTRE - centre_column), 0), MNIST_SIDE - width)
     canvas = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
     canvas[top : top + height, left : left + width] = patch
-    return np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    return np.round(np.minimum(canvas, 255)).astype(np.uint8)
 
 
 def load_digit(path: str | os.PathLike) -> np.ndarray:

@@ -12,6 +12,9 @@ import pytest
 from digitlab.data import load_dataset
 from digitlab.train import TrainResult, train
 
+# The fault suite's tally: the `fault(kind)` marker and the table `pytest -m fault` ends with.
+pytest_plugins = ["fault_tally"]
+
 CLI = Path(sys.executable).parent / "digitlab"
 # A hang guard for subprocesses on a shared machine, not a speed requirement.
 CLI_TIMEOUT_S = 600

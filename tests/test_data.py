@@ -6,6 +6,9 @@ import gzip
 import hashlib
 import http.server
 import logging
+import socket
+import ssl
+import subprocess
 import threading
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitlab import data
 from digitlab.data import (
     DATASETS,
     DataFile,
@@ -106,6 +110,7 @@ def broken_files(images: np.ndarray) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.fault("IDX reader")
 @pytest.mark.parametrize("kind", list(broken_files(np.zeros((2, 28, 28), np.uint8))))
 def test_broken_files_raise_data_error_naming_the_path(tmp_path, mnist_slice, kind):
     path = tmp_path / f"{kind.replace(' ', '-')}.gz"
@@ -124,15 +129,41 @@ def test_missing_file_raises_data_error(tmp_path):
 # ---- fetch from a local HTTP server ----
 
 class Mirrors(http.server.BaseHTTPRequestHandler):
-    """Serves /good/<name>, /wrong/<name> (same size, other content), /cut/<name> (hangs up halfway)."""
+    """Serves /good/<name>, /wrong/<name> (same size, other content), /cut/<name> (hangs up halfway),
+    /error/<name> (500), /endless/<name> (zeros until the client hangs up), /bomb/<name> (a small gzip
+    Content-Encoding that inflates to 100 MB) and /to-http/<name>, /to-https/<name> (redirects to
+    /good/<name> on the plain or the TLS server)."""
 
     files: dict[str, bytes] = {}
     wrong_files: dict[str, bytes] = {}
     requests: list[str] = []
+    bases = {"to-http": "", "to-https": ""}
 
     def do_GET(self):
         self.requests.append(self.path)
         kind, _, name = self.path.strip("/").partition("/")
+        if kind in self.bases and self.bases[kind]:
+            self.send_response(302)
+            self.send_header("Location", f"{self.bases[kind]}/good/{name}")
+            self.end_headers()
+            return
+        if kind == "error":
+            self.send_error(500)
+            return
+        if kind == "endless":
+            self.send_response(200)
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(bytes(1 << 16))
+            except OSError:  # the client hung up, as it should
+                return
+        if kind == "bomb":
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.end_headers()
+            self.wfile.write(BOMB)
+            return
         if kind not in ("good", "wrong", "cut") or name not in self.files:
             self.send_error(404)
             return
@@ -162,6 +193,38 @@ def server(mnist_slice):
     httpd.server_close()
 
 
+# 100 MB of zeros squeezed into about 100 kB: what a mirror could send with "Content-Encoding: gzip".
+BOMB = gzip.compress(bytes(100 << 20), compresslevel=9)
+
+
+@pytest.fixture(scope="module")
+def tls_server(server, tmp_path_factory):
+    """The same mirrors over HTTPS on loopback, with a throwaway certificate that requests is told to trust."""
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mirrors)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"https://127.0.0.1:{httpd.server_address[1]}"
+    Mirrors.bases.update({"to-http": server, "to-https": base})
+    yield base, cert
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def silent_mirror():
+    """A loopback port that accepts connections (the kernel's backlog does) and never answers a byte."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+
 def slice_source(mnist_slice, mirrors, local_dirs=()) -> DataSource:
     """A data set made of the MNIST slice, with checksums of its uncompressed content."""
     images, labels = mnist_slice
@@ -170,6 +233,7 @@ def slice_source(mnist_slice, mirrors, local_dirs=()) -> DataSource:
     return DataSource("slice", files, files, tuple(mirrors), tuple(local_dirs), tuple("0123456789"))
 
 
+@pytest.mark.fault("downloads")
 def test_fetch_fails_over_to_the_good_mirror(tmp_path, server, mnist_slice):
     source = slice_source(mnist_slice, [f"{server}/missing/", f"{server}/wrong/", f"{server}/good/"])
     path = fetch(source, source.test[0], tmp_path)
@@ -182,6 +246,7 @@ def test_fetch_fails_over_to_the_good_mirror(tmp_path, server, mnist_slice):
     assert Mirrors.requests == [], "a verified cached file must not be downloaded again"
 
 
+@pytest.mark.fault("downloads")
 def test_fetch_names_every_failed_url_and_the_folder(tmp_path, server, mnist_slice):
     mirrors = [f"{server}/missing/", f"{server}/wrong/", f"{server}/cut/"]
     source = slice_source(mnist_slice, mirrors)
@@ -195,6 +260,7 @@ def test_fetch_names_every_failed_url_and_the_folder(tmp_path, server, mnist_sli
     assert list((tmp_path / "slice").iterdir()) == []
 
 
+@pytest.mark.fault("downloads")
 def test_connection_cut_mid_file_leaves_nothing(tmp_path, server, mnist_slice):
     source = slice_source(mnist_slice, [f"{server}/cut/"])
     with pytest.raises(DataError):
@@ -202,6 +268,58 @@ def test_connection_cut_mid_file_leaves_nothing(tmp_path, server, mnist_slice):
     assert list((tmp_path / "slice").iterdir()) == []
 
 
+@pytest.mark.fault("downloads")
+@pytest.mark.parametrize("kind", ["missing", "error", "wrong", "cut", "endless", "bomb"])
+def test_each_mirror_fault_fails_over_and_caches_only_the_good_file(tmp_path, server, mnist_slice, kind):
+    source = slice_source(mnist_slice, [f"{server}/{kind}/", f"{server}/good/"])
+    path = fetch(source, source.test[0], tmp_path)
+    np.testing.assert_array_equal(read_idx(path), mnist_slice[0])
+    assert [p.name for p in (tmp_path / "slice").iterdir()] == ["images.gz"]
+
+
+@pytest.mark.fault("downloads")
+@pytest.mark.parametrize(("kind", "reason"), [("error", "500"), ("endless", "sent more than"),
+                                              ("bomb", "sent more than")])
+def test_a_failing_mirror_is_named_with_its_reason_and_leaves_nothing(tmp_path, server, mnist_slice, kind, reason):
+    source = slice_source(mnist_slice, [f"{server}/{kind}/"])
+    with pytest.raises(DataError) as raised:
+        fetch(source, source.test[0], tmp_path)
+    message = str(raised.value)
+    assert f"{server}/{kind}/images.gz (" in message and reason in message and "\n" not in message
+    assert list((tmp_path / "slice").iterdir()) == []
+
+
+@pytest.mark.fault("downloads")
+def test_a_mirror_that_never_answers_times_out_and_the_next_is_tried(tmp_path, server, silent_mirror, mnist_slice,
+                                                                     monkeypatch):
+    # The real limit is 30 s; the test shortens it so it waits half a second, not to change what is tested.
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 0.5)
+    source = slice_source(mnist_slice, [silent_mirror, f"{server}/good/"])
+    np.testing.assert_array_equal(read_idx(fetch(source, source.test[1], tmp_path)), mnist_slice[1])
+    with pytest.raises(DataError) as raised:
+        fetch(slice_source(mnist_slice, [silent_mirror]), source.test[0], tmp_path / "alone")
+    assert f"{silent_mirror}images.gz" in str(raised.value) and "timed out" in str(raised.value)
+    assert list((tmp_path / "alone" / "slice").iterdir()) == []
+
+
+@pytest.mark.fault("downloads")
+def test_a_redirect_from_https_to_http_is_refused(tmp_path, server, tls_server, mnist_slice, monkeypatch):
+    base, cert = tls_server
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    # Following a redirect from https to https is fine: this proves the TLS mirror itself works.
+    source = slice_source(mnist_slice, [f"{base}/to-https/"])
+    np.testing.assert_array_equal(read_idx(fetch(source, source.test[1], tmp_path / "https")), mnist_slice[1])
+
+    Mirrors.requests.clear()
+    source = slice_source(mnist_slice, [f"{base}/to-http/"])
+    with pytest.raises(DataError) as raised:
+        fetch(source, source.test[1], tmp_path / "downgraded")
+    assert f"{base}/to-http/labels.gz (redirected from https to {server}/good/labels.gz" in str(raised.value)
+    assert Mirrors.requests == ["/to-http/labels.gz"], "the plain-http target must never be asked"
+    assert list((tmp_path / "downgraded" / "slice").iterdir()) == []
+
+
+@pytest.mark.fault("downloads")
 def test_corrupt_cached_file_is_fetched_again(tmp_path, server, mnist_slice, caplog):
     source = slice_source(mnist_slice, [f"{server}/good/"])
     cached = tmp_path / "slice" / "labels.gz"

@@ -116,6 +116,7 @@ def idx_like(draw) -> bytes:
     return header[: draw(st.integers(0, len(header)))] if draw(st.booleans()) else header + body
 
 
+@pytest.mark.fault("IDX reader")
 @settings(FUZZ, max_examples=300)
 @given(data=st.binary(max_size=512), compress=st.booleans())
 def test_read_idx_on_arbitrary_bytes(scratch, data, compress):
@@ -126,6 +127,7 @@ def test_read_idx_on_arbitrary_bytes(scratch, data, compress):
 ZERO_BESIDE_HUGE = idx_header(0x08, 3, [0, 2**32 - 1, 2**32 - 1])
 
 
+@pytest.mark.fault("IDX reader")
 @settings(FUZZ, max_examples=300)
 @example(content=ZERO_BESIDE_HUGE, compress=False)
 @given(content=idx_like(), compress=st.booleans())
@@ -133,6 +135,7 @@ def test_read_idx_on_bytes_shaped_like_idx(scratch, content, compress):
     event(check_read_idx(scratch / "shaped.idx", gzip.compress(content) if compress else content))
 
 
+@pytest.mark.fault("IDX reader")
 @pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
 def test_zero_size_beside_huge_sizes_is_a_data_error(scratch, compress):
     path = scratch / "zero-beside-huge.idx"
@@ -190,6 +193,7 @@ def mutate_idx(content: bytes, mutations: list[tuple]) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.fault("IDX reader")
 @settings(FUZZ, max_examples=250)
 @given(mutations=idx_mutations, compress=st.booleans())
 def test_read_idx_on_mutated_mnist(scratch, real_idx, mutations, compress):
@@ -197,6 +201,7 @@ def test_read_idx_on_mutated_mnist(scratch, real_idx, mutations, compress):
     event(check_read_idx(scratch / "mutant.idx", gzip.compress(content) if compress else content))
 
 
+@pytest.mark.fault("IDX reader")
 @FUZZ
 @given(
     huge=st.dictionaries(st.integers(0, 2), st.integers(2**16, 2**32 - 1), min_size=1),
@@ -220,6 +225,7 @@ def test_huge_declared_sizes_are_refused_without_allocating_them(scratch, real_i
     assert peak < IDX_READ_PEAK_BYTES, f"{peak} bytes allocated for a header declaring {declared}"
 
 
+@pytest.mark.fault("IDX reader")
 @FUZZ
 @given(
     array=st.sampled_from(["f4", "f8"]).flatmap(
@@ -277,12 +283,14 @@ MAGICS = [
 ]
 
 
+@pytest.mark.fault("image decoding")
 @settings(FUZZ, max_examples=300)
 @given(data=st.binary(max_size=1024))
 def test_decode_image_on_arbitrary_bytes(scratch, data):
     event(check_decode(data, scratch / "arbitrary.img"))
 
 
+@pytest.mark.fault("image decoding")
 @settings(FUZZ, max_examples=300)
 @given(magic=st.sampled_from(MAGICS), tail=st.binary(max_size=512))
 def test_decode_image_on_bytes_behind_a_format_magic(scratch, magic, tail):
@@ -364,6 +372,7 @@ def mutate_image(content: bytes, mutations: list[tuple]) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.fault("image decoding")
 @settings(FUZZ, max_examples=400)
 @given(encoding=st.sampled_from(ENCODINGS), mutations=image_mutations)
 def test_decode_image_on_mutated_real_images(scratch, encoded_digits, encoding, mutations):
@@ -371,6 +380,7 @@ def test_decode_image_on_mutated_real_images(scratch, encoded_digits, encoding, 
     event(f"{encoding}: {outcome}")
 
 
+@pytest.mark.fault("image decoding")
 @settings(FUZZ, max_examples=150)
 @given(
     pixels=hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=16),
@@ -388,6 +398,7 @@ def test_float_images_with_nan_and_infinity_decode_to_8_bit(scratch, pixels, fil
     assert (np.diff(gray[finite][order].astype(int)) >= 0).all()
 
 
+@pytest.mark.fault("image decoding")
 @FUZZ
 @given(width=st.integers(1, 2**32 - 1), height=st.integers(1, 2**32 - 1))
 def test_png_header_without_pixels_is_refused(width, height):
@@ -412,6 +423,7 @@ def check_prepared(gray: np.ndarray) -> np.ndarray:
     return digit
 
 
+@pytest.mark.fault("image decoding")
 @settings(FUZZ, max_examples=300)
 @given(gray=hnp.arrays(np.uint8, gray_shapes), view=st.sampled_from(["as is", "transposed", "every other row"]))
 def test_prepare_digit_on_any_grayscale_image(gray, view):
@@ -419,12 +431,14 @@ def test_prepare_digit_on_any_grayscale_image(gray, view):
     check_prepared(gray)
 
 
+@pytest.mark.fault("image decoding")
 @FUZZ
 @given(shape=gray_shapes, level=st.integers(0, 255))
 def test_uniform_image_prepares_to_black(shape, level):
     assert check_prepared(np.full(shape, level, dtype=np.uint8)).max() == 0
 
 
+@pytest.mark.fault("image decoding")
 @settings(FUZZ, max_examples=250)
 @given(
     ground=st.sampled_from([0, 255]),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import pickle
 import shutil
+import struct
 from pathlib import Path
 
 import digitlab
@@ -16,6 +18,8 @@ from safetensors.torch import load_file, save_file
 from digitlab.errors import ModelFileError, UsageError
 from digitlab.model import PRESETS, ModelSpec, batched_logits, build_model
 from digitlab.modelfile import DigitModel, default_model_path, load_model, save_model
+from digitlab.predict import Predictor
+from digitlab.train import train
 
 
 def read_parts(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -93,16 +97,19 @@ def test_default_model_path_points_inside_the_package():
 
 # ---- refusals ----
 
+@pytest.mark.fault("model files")
 def test_missing_file(tmp_path):
     assert "no such model file" in refusal(tmp_path / "absent.safetensors")
 
 
+@pytest.mark.fault("model files")
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.safetensors"
     path.write_bytes(b"")
     refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_truncated_file(tmp_path, model_path):
     content = model_path.read_bytes()
     path = tmp_path / "half.safetensors"
@@ -110,6 +117,7 @@ def test_truncated_file(tmp_path, model_path):
     refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_flipped_bit_in_the_weights_fails_the_checksum(tmp_path, model_path):
     content = bytearray(model_path.read_bytes())
     content[-5] ^= 0x10  # inside the last tensor's data, far past the header
@@ -118,24 +126,28 @@ def test_flipped_bit_in_the_weights_fails_the_checksum(tmp_path, model_path):
     assert "checksum" in refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_pickle_renamed_to_safetensors(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(pickle.dumps({"conv.weight": [0.1, 0.2], "note": "a pickle, not a safetensors file"}))
     refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_foreign_safetensors_file(tmp_path):
     path = tmp_path / "foreign.safetensors"
     save_file({"encoder.weight": torch.randn(4, 3), "encoder.bias": torch.randn(4)}, str(path))
     assert "not a digitlab model" in refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_newer_format_version(tmp_path, model_path):
     path = rewrite(model_path, tmp_path / "future.safetensors", format_version="99")
     message = refusal(path)
     assert "99" in message and "upgrade" in message
 
 
+@pytest.mark.fault("model files")
 def test_spec_that_does_not_fit_the_tensors(tmp_path, model_path):
     _, metadata = read_parts(model_path)
     spec = {**json.loads(metadata["spec"]), "dense_units": [64]}
@@ -143,6 +155,7 @@ def test_spec_that_does_not_fit_the_tensors(tmp_path, model_path):
     assert "spec needs" in refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_missing_tensor(tmp_path, model_path):
     tensors, _ = read_parts(model_path)
     dropped = sorted(tensors)[-1]
@@ -151,6 +164,7 @@ def test_missing_tensor(tmp_path, model_path):
     assert dropped in refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_extra_tensor(tmp_path, model_path):
     tensors, _ = read_parts(model_path)
     tensors["backdoor.weight"] = torch.zeros(3)
@@ -158,6 +172,7 @@ def test_extra_tensor(tmp_path, model_path):
     assert "backdoor.weight" in refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_unknown_spec_key_in_file(tmp_path, model_path):
     _, metadata = read_parts(model_path)
     spec = {**json.loads(metadata["spec"]), "attention_heads": 8}
@@ -165,6 +180,7 @@ def test_unknown_spec_key_in_file(tmp_path, model_path):
     assert "attention_heads" in refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_metadata_without_checksum(tmp_path, model_path):
     tensors, metadata = read_parts(model_path)
     del metadata["weights_sha256"]
@@ -173,6 +189,7 @@ def test_metadata_without_checksum(tmp_path, model_path):
     refusal(path)
 
 
+@pytest.mark.fault("model files")
 def test_refusal_leaves_the_file_alone(tmp_path, model_path):
     path = tmp_path / "copy.safetensors"
     shutil.copyfile(model_path, path)
@@ -181,6 +198,109 @@ def test_refusal_leaves_the_file_alone(tmp_path, model_path):
     path.write_bytes(bytes(content))
     refusal(path)
     assert path.read_bytes() == bytes(content)
+
+
+class Payload:
+    """Unpickling this touches the marker file: proof that code from the file ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def pickled_models(folder: Path, marker: Path) -> dict[str, Path]:
+    """Pickle-based model files named .safetensors: plain pickle and both torch.save formats."""
+    weights = {"0.weight": torch.zeros(32, 1, 3, 3), "hook": Payload(marker)}
+    plain, zipped, legacy = folder / "plain.safetensors", folder / "zip.safetensors", folder / "legacy.safetensors"
+    plain.write_bytes(pickle.dumps(weights))
+    torch.save(weights, zipped)
+    torch.save(weights, legacy, _use_new_zipfile_serialization=False)
+    return {"plain": plain, "zip": zipped, "legacy": legacy}
+
+
+@pytest.mark.fault("model files")
+@pytest.mark.parametrize("kind", ["plain", "zip", "legacy"])
+def test_a_pickle_renamed_to_safetensors_never_runs_its_code(tmp_path, kind, cli):
+    marker = tmp_path / "code-ran"
+    path = pickled_models(tmp_path, marker)[kind]
+    # First prove the payload is live: a pickle loader runs it (torch.load under a .pt name, since it treats
+    # a .safetensors name as safetensors).
+    if kind == "plain":
+        pickle.loads(path.read_bytes())
+    else:
+        torch.load(shutil.copyfile(path, tmp_path / "proof.pt"), weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+
+    refusal(path)
+    with pytest.raises(ModelFileError):
+        Predictor(path)
+    result = cli("predict", "--model", path, path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert str(path) in result.stderr
+    assert not marker.exists(), "code from the model file ran"
+
+
+@pytest.mark.fault("model files")
+@pytest.mark.parametrize("change", ["transposed", "float64"])
+def test_tensor_of_the_wrong_shape_or_type(tmp_path, model_path, change):
+    tensors, _ = read_parts(model_path)
+    name = "0.weight"
+    tensors[name] = tensors[name].transpose(0, 1).contiguous() if change == "transposed" else tensors[name].double()
+    path = rewrite(model_path, tmp_path / f"{change}.safetensors", tensors=tensors)
+    message = refusal(path)
+    assert name in message and "the spec needs" in message
+
+
+@pytest.mark.fault("model files")
+@pytest.mark.parametrize("header_bytes", [2**63 - 1, 2**40, 100])
+def test_a_forged_header_length_is_refused(tmp_path, model_path, header_bytes):
+    # safetensors starts with the header's length; a forged one must not make the loader allocate or read it.
+    content = model_path.read_bytes()
+    path = tmp_path / "forged.safetensors"
+    path.write_bytes(struct.pack("<Q", header_bytes) + content[8:])
+    refusal(path)
+
+
+@pytest.mark.fault("model files")
+def test_every_refusal_is_one_line_from_the_cli(tmp_path, model_path, cli):
+    content = model_path.read_bytes()
+    broken = {"truncated": content[: len(content) // 2], "empty": b"", "text": b"weights go here\n"}
+    for name, body in broken.items():
+        (tmp_path / f"{name}.safetensors").write_bytes(body)
+    rewrite(model_path, tmp_path / "future.safetensors", format_version="2")
+    image = tmp_path / "digit.png"
+    image.write_bytes(b"never read: the model fails first")
+    for path in sorted(tmp_path.glob("*.safetensors")):
+        result = cli("predict", "--model", path, image)
+        assert result.returncode == 1 and result.stdout == "", path
+        assert result.stderr.startswith(f"digitlab: {path}") and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory) -> Path:
+    """A run folder after one epoch of a two-epoch seed run, to copy and damage."""
+    run = tmp_path_factory.mktemp("checkpointed") / "run"
+    train("seed", epochs=1, train_limit=300, out=run, seed=1)
+    return run
+
+
+@pytest.mark.fault("model files")
+@pytest.mark.parametrize("damage", ["truncated", "flipped header", "pickle"])
+def test_a_damaged_checkpoint_is_refused_on_resume(tmp_path, one_epoch_run, damage):
+    run = shutil.copytree(one_epoch_run, tmp_path / "run")
+    checkpoint = run / "checkpoint.safetensors"
+    content = checkpoint.read_bytes()
+    checkpoint.write_bytes({
+        "truncated": content[: len(content) // 2],
+        "flipped header": content[:9] + bytes([content[9] ^ 0x55]) + content[10:],
+        "pickle": pickle.dumps({"model.0.weight": [0.0]}),
+    }[damage])
+    with pytest.raises(ModelFileError) as caught:
+        train("seed", epochs=2, train_limit=300, out=run, seed=1, resume=True)
+    assert str(checkpoint) in str(caught.value) and "\n" not in str(caught.value)
 
 
 # ---- ModelSpec as stored ----

@@ -12,7 +12,17 @@ import pytest
 from PIL import Image
 
 from digitlab.errors import ImageError
-from digitlab.vision import MAX_PIXELS, decode_image, load_digit, prepare_digit, read_image
+from digitlab.vision import (
+    ANALYSIS_SIDE,
+    MAX_PIXELS,
+    decode_image,
+    find_ink,
+    load_digit,
+    prepare_digit,
+    preprocess_stages,
+    read_image,
+    stages_image,
+)
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +286,126 @@ def test_one_nan_or_infinite_pixel_does_not_blank_a_float_image(tmp_path):
     gray = read_image(path)
     assert gray[0, 0] == 0 and gray[-1, -1] == 255  # the finite range still spans 0..255
     assert gray[5, 5] == 255
+
+
+# ---- MNIST-style preprocessing of real-world images ----
+# Each synthetic photo below defeats the naive method (border median for polarity, no thresholding,
+# no cleaning); the prepared digit must still match the clean digit it was made from.
+
+@pytest.fixture(scope="module")
+def ink(mnist_test) -> np.ndarray:
+    """A real MNIST 3 (test index 18), enlarged 6-fold to the size a phone photo gives it, as ink coverage 0..1."""
+    digit = mnist_test[0][18]
+    assert mnist_test[1][18] == 3
+    large = Image.fromarray(digit).resize((168, 168), Image.Resampling.BILINEAR)
+    return np.asarray(large, dtype=np.float32) / 255
+
+
+def on_paper(ink: np.ndarray, paper: np.ndarray, top: int, left: int, darkness: float = 180) -> np.ndarray:
+    """Dark ink laid on `paper` (float gray) at (top, left), as uint8."""
+    photo = paper.astype(np.float32).copy()
+    height, width = ink.shape
+    photo[top : top + height, left : left + width] -= darkness * ink
+    return np.clip(photo, 0, 255).astype(np.uint8)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two prepared digits: 1 for the same picture, near 0 for unrelated ones."""
+    return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+
+@pytest.fixture(scope="module")
+def clean(ink) -> np.ndarray:
+    """The digit prepared from an ideal photo: even white paper, nothing else on it."""
+    return prepare_digit(on_paper(ink, np.full((300, 260), 235.0), 60, 50))
+
+
+def test_clean_photo_prepares_to_the_mnist_digit(clean, mnist_test):
+    assert similarity(clean, mnist_test[0][18]) > 0.9
+
+
+def test_light_digit_inside_a_bright_frame_keeps_its_polarity(ink, clean):
+    # Light ink on a dark ground, framed by a bright border line: the border is bright, so a border
+    # median takes the ground for ink; the digit is the light minority that stands out locally.
+    photo = np.full((300, 260), 60.0)
+    photo[4:12, :] = photo[-12:-4, :] = photo[:, 4:12] = photo[:, -12:-4] = 200
+    photo[60:228, 50:218] += 170 * ink
+    prepared = prepare_digit(np.clip(photo, 0, 255).astype(np.uint8))
+    assert similarity(prepared, clean) > 0.85
+
+
+def test_uneven_light_and_a_hard_shadow_are_flattened(ink, clean):
+    rows, columns = np.mgrid[0:300, 0:260]
+    paper = 250 - 110 * columns / 260  # light falling off across the sheet
+    paper[:, :90] -= 60  # the shadow of a phone held over the left side, with a hard edge
+    prepared = prepare_digit(on_paper(ink, paper, 60, 50, darkness=120))
+    assert similarity(prepared, clean) > 0.85
+
+
+def test_specks_do_not_move_the_crop(ink, clean):
+    paper = np.full((300, 260), 235.0)
+    for row, column in ((10, 240), (280, 15), (285, 250), (150, 245)):
+        paper[row : row + 3, column : column + 3] = 40  # dust and pen dots far from the digit
+    prepared = prepare_digit(on_paper(ink, paper, 60, 50))
+    assert similarity(prepared, clean) > 0.95
+
+
+def test_ruled_lines_across_the_digit_are_removed(ink, clean):
+    paper = np.full((300, 260), 235.0)
+    for row in (40, 110, 180, 250):
+        paper[row : row + 3, :] = 90  # dark ruled lines across the sheet, two through the digit
+    prepared = prepare_digit(on_paper(ink, paper, 60, 50))
+    assert similarity(prepared, clean) > 0.85
+
+
+def test_digit_cut_tight_at_the_border_is_kept(ink, clean):
+    rows, columns = np.nonzero(ink > 0.05)
+    tight = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    prepared = prepare_digit(on_paper(tight, np.full(tight.shape, 235.0), 0, 0))
+    assert similarity(prepared, clean) > 0.9
+
+
+def test_twelve_megapixel_photo_is_analysed_on_a_small_copy(ink, clean):
+    paper = np.full((3000, 4000), 225.0)
+    big = np.asarray(Image.fromarray(ink).resize((1500, 1500), Image.Resampling.BILINEAR))
+    found = find_ink(on_paper(big, paper, 700, 1200))
+    assert max(found.mask.shape) <= ANALYSIS_SIDE and found.scale < 0.2
+    assert similarity(prepare_digit(on_paper(big, paper, 700, 1200)), clean) > 0.9
+
+
+def test_blank_noisy_paper_prepares_to_black():
+    noise = np.random.default_rng(0).normal(0, 4, size=(240, 320))
+    paper = np.clip(200 + noise + np.linspace(0, 30, 320), 0, 255).astype(np.uint8)
+    assert prepare_digit(paper).max() == 0
+
+
+@pytest.mark.parametrize("name, digit", [(f"{digit}.png", digit) for digit in range(1, 9)])
+def test_tutorial_examples_are_read_right_by_the_shipped_model(name, digit):
+    from digitlab.predict import Predictor
+
+    prepared = load_digit(Path(__file__).parent.parent / "examples" / "seed" / name)
+    assert Predictor().predict_proba_prepared(prepared[np.newaxis])[0].argmax() == digit
+
+
+def test_stages_end_with_exactly_what_prepare_digit_gives(ink):
+    photo = on_paper(ink, np.full((300, 260), 235.0), 60, 50)
+    stages = preprocess_stages(photo)
+    assert stages[0][0] == "input" and stages[-1][0] == "MNIST-style digit"
+    np.testing.assert_array_equal(stages[-1][1], prepare_digit(photo))
+    strip = stages_image(stages)
+    assert strip.mode == "L" and strip.width > 160 * len(stages)
+
+
+def test_preprocess_command_writes_every_stage(cli, tmp_path):
+    seven = Path(__file__).parent.parent / "examples" / "seed" / "7.png"
+    result = cli("preprocess", seven, "--show", tmp_path / "stages.png")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) >= 28  # the 28x28 digit as text
+    with Image.open(tmp_path / "stages.png") as written:
+        assert written.width > 4 * written.height
+
+
+def test_preprocess_command_reports_an_unreadable_file(cli, tmp_path):
+    (tmp_path / "notes.png").write_text("not a picture")
+    result = cli("preprocess", tmp_path / "notes.png")
+    assert result.returncode != 0 and result.stderr.startswith("digitlab:") and "notes.png" in result.stderr

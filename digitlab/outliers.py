@@ -1,0 +1,87 @@
+"""Images that are not digits, prepared exactly as digits are, for outlier exposure: a model trained to be
+unsure on them says "not a digit" to clothes, letters, shapes, noise and photographs it has never seen."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from . import data
+from .vision import prepare_digit
+
+# Letters and signs that no careful reader would take for a digit. Left out because they can be one:
+# O o D Q (0), I l i j J T (1), Z z (2), B E (3, 8), A (4), S s (5), b G (6), Y (7), g q a P (9), e.
+LETTERS = "CFHKMNRUVWXcdfhkmnrtuvwxy#%@*+=~<>"
+FONT_FILES = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
+    "DejaVuSerif-BoldItalic.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralBolIta.ttf",
+)
+CANVAS = 64
+
+
+def outlier_images(count: int, seed: int = 0, data_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """`count` prepared 28x28 outliers: half Fashion-MNIST training items, half rendered letters, shapes,
+    textures and noise (seeded, so a run is reproducible)."""
+    rng = np.random.default_rng(seed)
+    fashion, _ = data.load_dataset("fashion-mnist", "train", data_dir)
+    chosen = fashion[rng.choice(len(fashion), size=count // 2, replace=False)]
+    makers = (_letter, _letter, _shape, _texture, _noise)
+    drawn = [makers[index % len(makers)](rng) for index in range(count - len(chosen))]
+    return np.stack([prepare_digit(image) for image in [*chosen, *drawn]])
+
+
+def _paper(rng: np.random.Generator) -> tuple[Image.Image, int]:
+    """A blank canvas, dark ink on light paper or the other way round, and the ink's gray level."""
+    light = rng.random() < 0.7
+    paper, ink = (int(rng.integers(180, 256)), int(rng.integers(0, 90))) if light else (
+        int(rng.integers(0, 60)), int(rng.integers(170, 256)))
+    return Image.new("L", (CANVAS, CANVAS), paper), ink
+
+
+def _letter(rng: np.random.Generator) -> np.ndarray:
+    image, ink = _paper(rng)
+    font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    font = ImageFont.truetype(str(font_dir / FONT_FILES[rng.integers(len(FONT_FILES))]), int(rng.integers(30, 56)))
+    ImageDraw.Draw(image).text((CANVAS / 2, CANVAS / 2), LETTERS[rng.integers(len(LETTERS))], fill=ink,
+                               font=font, anchor="mm")
+    return np.asarray(image.rotate(float(rng.uniform(-20, 20)), fillcolor=image.getpixel((0, 0))))
+
+
+def _shape(rng: np.random.Generator) -> np.ndarray:
+    """Filled blobs, polygons and boxes, kept fat: a thin sliver is a fair 1, and a ring a fair 0."""
+    image, ink = _paper(rng)
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(1, 3))):
+        corners = int(rng.integers(3, 9))
+        angles = np.linspace(0, 2 * np.pi, corners, endpoint=False) + rng.uniform(0, 2 * np.pi / corners, corners)
+        radii = rng.uniform(14, 28, corners)
+        centre = rng.uniform(24, 40, 2)
+        points = centre + np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None]
+        draw.polygon([tuple(point) for point in points], fill=ink)
+    return np.asarray(image)
+
+
+def _texture(rng: np.random.Generator) -> np.ndarray:
+    """Smooth random fields, stripes and checks: what a crop of a photograph or fabric looks like."""
+    small = rng.random((int(rng.integers(3, 9)),) * 2) * 255
+    field = Image.fromarray(small.astype(np.uint8)).resize((CANVAS, CANVAS), Image.Resampling.BICUBIC)
+    if rng.random() < 0.4:
+        period = int(rng.integers(4, 16))
+        stripes = ((np.indices((CANVAS, CANVAS)).sum(axis=0) // period) % 2) * 120
+        field = Image.fromarray(np.clip(np.asarray(field) * 0.5 + stripes, 0, 255).astype(np.uint8))
+    return np.asarray(field.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.5)))))
+
+
+def _noise(rng: np.random.Generator) -> np.ndarray:
+    """Sensor noise and salt-and-pepper: images with no shape at all."""
+    if rng.random() < 0.5:
+        return rng.integers(0, 256, size=(CANVAS, CANVAS), dtype=np.uint8)
+    base = np.full((CANVAS, CANVAS), rng.integers(150, 256), dtype=np.float64)
+    base += rng.normal(0, rng.uniform(10, 60), size=base.shape)
+    specks = rng.random(base.shape) < rng.uniform(0.02, 0.2)
+    base[specks] = rng.integers(0, 80)
+    return np.clip(base, 0, 255).astype(np.uint8)

@@ -1,0 +1,179 @@
+"""Several digits in one image (a house number, a year, a postcode): find each digit, in reading order,
+and prepare it exactly as `vision.prepare_digit` prepares a single one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .vision import SQUARE, find_ink, mnist_style_crop
+
+# A piece shorter than this fraction of the tallest is a fragment (a 5's top bar, a 7's crossbar, a broken
+# stroke), not a digit; digits written side by side differ less in height than that.
+FULL_HEIGHT = 0.5
+# A fragment this far from every digit (as a fraction of the tallest piece) is not part of one, but dirt.
+MERGE_GAP = 0.5
+# Only a piece at least this much wider than tall can hold touching digits (a wide 0 or 2 reaches 1.1).
+SPLIT_ASPECT = 1.2
+# A digit alone is split by this typical width for its height; pieces narrower than ONE_ASPECT are 1s.
+DIGIT_ASPECT = 0.7
+ONE_ASPECT = 0.4
+# A cut between touching digits is looked for this fraction of a digit's width either side of where
+# an even split would put it.
+CUT_SEARCH = 0.35
+# After a cut, pieces of a part with less than this fraction of its largest piece belong to the neighbour.
+CUT_SCRAP = 0.2
+
+
+@dataclass(frozen=True)
+class DigitSegment:
+    """One digit found in an image: its box (x0, y0, x1, y1; x1 and y1 exclusive) in the original image's
+    pixels, and the 28x28 uint8 digit prepared the MNIST way, ready for the model."""
+
+    box: tuple[int, int, int, int]
+    digit: np.ndarray
+
+
+def segment_digits(gray: np.ndarray) -> list[DigitSegment]:
+    """The digits in a grayscale image in reading order (rows top to bottom, each left to right). One
+    digit gives one segment, identical to `prepare_digit`'s answer; a blank image gives none."""
+    found = find_ink(gray)
+    labels, count = ndimage.label(found.mask, structure=SQUARE)
+    if count == 0:
+        return []
+    pieces = [_Piece.of(labels == index + 1) for index in range(count)]
+    digits = [
+        digit
+        for row in _reading_order(_merge_broken(pieces))
+        for piece in row
+        for digit in _split_touching(piece, row, found.ink)
+    ]
+    if len(digits) == 1:
+        # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree.
+        digits = [_Piece.of(found.mask)]
+    return [
+        DigitSegment(_original_box(piece, found.scale, gray.shape), mnist_style_crop(found.ink, piece.mask))
+        for piece in digits
+    ]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A set of ink pixels (a full-size mask) and its bounding box at analysis resolution."""
+
+    mask: np.ndarray
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> _Piece:
+        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        return cls(mask, int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1)
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    def joined(self, other: _Piece) -> _Piece:
+        return _Piece.of(self.mask | other.mask)
+
+
+def _merge_broken(pieces: list[_Piece]) -> list[_Piece]:
+    """Join each fragment (a piece much shorter than the tallest piece beside it: a 5's top bar, a broken
+    stroke) to the digit it overlaps most in x, or else the nearest one; a lone fragment far from any digit
+    is a speck of dirt and is dropped."""
+    tallest = max(piece.height for piece in pieces)
+    digits = [piece for piece in pieces if piece.height >= FULL_HEIGHT * tallest]
+    for fragment in sorted((piece for piece in pieces if piece.height < FULL_HEIGHT * tallest), key=lambda p: -p.height):
+        nearest = min(
+            range(len(digits)),
+            key=lambda index: (-_overlap(fragment, digits[index]), _distance(fragment, digits[index])),
+        )
+        if _overlap(fragment, digits[nearest]) > 0 or _distance(fragment, digits[nearest]) <= MERGE_GAP * tallest:
+            digits[nearest] = digits[nearest].joined(fragment)
+    return digits
+
+
+def _overlap(a: _Piece, b: _Piece) -> int:
+    """How many columns the two pieces share."""
+    return max(0, min(a.right, b.right) - max(a.left, b.left))
+
+
+def _distance(a: _Piece, b: _Piece) -> float:
+    """The gap between the two boxes (0 when they touch or overlap)."""
+    across = max(0, max(a.left, b.left) - min(a.right, b.right))
+    down = max(0, max(a.top, b.top) - min(a.bottom, b.bottom))
+    return float(np.hypot(across, down))
+
+
+def _reading_order(pieces: list[_Piece]) -> list[list[_Piece]]:
+    """Rows top to bottom (a piece whose middle lies within a row's height joins it), each left to right."""
+    rows: list[list[_Piece]] = []
+    for piece in sorted(pieces, key=lambda piece: -piece.height):
+        middle = (piece.top + piece.bottom) / 2
+        row = next((row for row in rows if min(p.top for p in row) <= middle <= max(p.bottom for p in row)), None)
+        if row is None:
+            rows.append([piece])
+        else:
+            row.append(piece)
+    rows.sort(key=lambda row: min(piece.top for piece in row))
+    return [sorted(row, key=lambda piece: piece.left) for row in rows]
+
+
+def _split_touching(piece: _Piece, row: list[_Piece], ink: np.ndarray) -> list[_Piece]:
+    """Cut a piece too wide for one digit into as many as its width suggests (measured against the other
+    digits of its row, or a typical digit's shape when it is alone), each cut at the column with the least
+    ink near where an even split would put it."""
+    height = max(other.height for other in row)
+    if piece.width < SPLIT_ASPECT * height:
+        return [piece]
+    # Widths of the row's other digits, leaving out 1s, which are no guide to the others.
+    widths = [other.width for other in row if other is not piece and other.width >= ONE_ASPECT * height]
+    expected = float(np.median(widths)) if widths else DIGIT_ASPECT * height
+    count = round(piece.width / expected)
+    if count < 2:
+        return [piece]
+    profile = (ink * piece.mask)[:, piece.left : piece.right].sum(axis=0)
+    step = piece.width / count
+    cuts = []
+    for index in range(1, count):
+        expected_cut = round(index * step)
+        low = max(1, round(expected_cut - CUT_SEARCH * step))
+        high = min(piece.width - 1, round(expected_cut + CUT_SEARCH * step))
+        cuts.append(low + int(np.argmin(profile[low : high + 1])))
+    parts = []
+    for start, stop in zip([0, *cuts], [*cuts, piece.width]):
+        part = np.zeros_like(piece.mask)
+        part[:, piece.left + start : piece.left + stop] = piece.mask[:, piece.left + start : piece.left + stop]
+        # Bits of the neighbour's strokes that the straight cut took along stay with the neighbour.
+        labels, count = ndimage.label(part, structure=SQUARE)
+        if count:
+            areas = np.bincount(labels.ravel())
+            areas[0] = 0
+            parts.append(_Piece.of(np.isin(labels, np.flatnonzero(areas >= CUT_SCRAP * areas.max()))))
+    # A cut that leaves a sliver (the tip of a stroke) undoes itself: the sliver rejoins its neighbour.
+    while len(parts) > 1 and min(part.height for part in parts) < FULL_HEIGHT * height:
+        index = min(range(len(parts)), key=lambda index: parts[index].height)
+        sliver = parts.pop(index)
+        neighbour = max(index - 1, 0)
+        parts[neighbour] = parts[neighbour].joined(sliver)
+    return parts
+
+
+def _original_box(piece: _Piece, scale: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The piece's box in the original image's pixels (analysis ran on a copy `scale` times the size)."""
+    height, width = shape
+    return (
+        max(0, int(piece.left / scale)),
+        max(0, int(piece.top / scale)),
+        min(width, int(np.ceil(piece.right / scale))),
+        min(height, int(np.ceil(piece.bottom / scale))),
+    )

@@ -1,0 +1,124 @@
+"""Tests for digitlab.segment: numbers composed from real MNIST test digits and rendered in a real font,
+read by the shipped model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib import font_manager
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from digitlab.predict import Predictor
+from digitlab.segment import segment_digits
+from digitlab.vision import find_ink, prepare_digit
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor()
+
+
+def read(predictor: Predictor, gray: np.ndarray) -> str:
+    segments = segment_digits(gray)
+    if not segments:
+        return ""
+    digits = np.stack([segment.digit for segment in segments])
+    return "".join(str(digit) for digit in predictor.predict_proba_prepared(digits).argmax(axis=1))
+
+
+def ink_columns(digit: np.ndarray) -> np.ndarray:
+    """An MNIST digit cropped to the columns holding ink."""
+    columns = np.flatnonzero(digit.max(axis=0) > 0)
+    return digit[:, columns[0] : columns[-1] + 1]
+
+
+def number_on_paper(digits: list[np.ndarray], gap: int, enlarge: int = 4) -> tuple[np.ndarray, list[int]]:
+    """MNIST digits side by side `gap` pixels apart (negative: overlapping), enlarged and written in dark ink
+    on grey-white paper; also where each digit starts, in the returned image's pixels."""
+    tiles = [ink_columns(digit) for digit in digits]
+    width = 12 + sum(tile.shape[1] for tile in tiles) + gap * (len(tiles) - 1)
+    canvas = np.zeros((28, width), dtype=np.uint8)
+    starts, left = [], 6
+    for tile in tiles:
+        region = canvas[:, left : left + tile.shape[1]]
+        np.maximum(region, tile, out=region)
+        starts.append(left)
+        left += tile.shape[1] + gap
+    canvas = np.pad(canvas, 6)
+    large = Image.fromarray(canvas).resize((canvas.shape[1] * enlarge, canvas.shape[0] * enlarge), Image.Resampling.BILINEAR)
+    paper = 232 - np.asarray(large).astype(int) * 190 // 255
+    return paper.astype(np.uint8), [(start + 6) * enlarge for start in starts]
+
+
+def rendered(text: str, size: int) -> np.ndarray:
+    """`text` in DejaVu Sans (bundled with matplotlib), dark grey on light paper."""
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    image = Image.new("L", (size * len(text) + 2 * size, 2 * size), 240)
+    ImageDraw.Draw(image).text((size, size // 3), text, font=font, fill=30)
+    return np.asarray(image)
+
+
+# Test digits the shipped model reads right on their own, so a wrong number can only come from segmentation.
+NUMBER = [3, 2, 1, 18, 4, 8]  # indices of MNIST test digits: 0, 1, 2, 3, 4, 5
+
+
+def test_blank_page_has_no_digits():
+    assert segment_digits(np.full((200, 300), 220, dtype=np.uint8)) == []
+
+
+def test_one_digit_gives_one_segment_identical_to_prepare_digit(mnist_test):
+    paper, _ = number_on_paper([mnist_test[0][0]], gap=0)
+    segments = segment_digits(paper)
+    assert len(segments) == 1
+    np.testing.assert_array_equal(segments[0].digit, prepare_digit(paper))
+
+
+@pytest.mark.parametrize("gap", [8, 2], ids=["apart", "close"])
+def test_mnist_digits_are_read_in_order(mnist_test, predictor, gap):
+    images, labels = mnist_test
+    paper, starts = number_on_paper([images[index] for index in NUMBER], gap=gap)
+    assert read(predictor, paper) == "".join(str(labels[index]) for index in NUMBER)
+    boxes = [segment.box for segment in segment_digits(paper)]
+    assert [box[0] for box in boxes] == sorted(box[0] for box in boxes)
+    for (x0, y0, x1, y1), start in zip(boxes, starts):
+        assert abs(x0 - start) <= 8 and 0 <= y0 < y1 <= paper.shape[0] and x1 <= paper.shape[1]
+
+
+@pytest.mark.parametrize("pair", [(3, 3), (18, 4)], ids=["00", "34"])
+def test_touching_digits_are_split(mnist_test, predictor, pair):
+    images, labels = mnist_test
+    paper, _ = number_on_paper([images[index] for index in pair], gap=-1)  # strokes run into each other
+    assert ndimage.label(find_ink(paper).mask, structure=np.ones((3, 3)))[1] == 1  # one piece of ink
+    assert read(predictor, paper) == "".join(str(labels[index]) for index in pair)
+
+
+def test_a_broken_stroke_stays_one_digit(mnist_test, predictor):
+    images, labels = mnist_test
+    seven = images[0].copy()
+    seven[12:14] = 0  # a gap across the 7's stem, as a skipping pen leaves
+    paper, _ = number_on_paper([images[2], seven], gap=8)
+    assert read(predictor, paper) == "17"
+
+
+@pytest.mark.parametrize("text, size", [("2024", 40), ("314159", 64), ("57", 120)])
+def test_rendered_numbers_are_read(predictor, text, size):
+    assert read(predictor, rendered(text, size)) == text
+
+
+def test_two_rows_are_read_top_row_first(predictor):
+    top, bottom = rendered("12", 60), rendered("34", 60)
+    assert read(predictor, np.concatenate([top, bottom])) == "1234"
+
+
+def test_boxes_are_in_the_original_image_pixels(predictor):
+    # A 12-megapixel photo is analysed on a copy of 512 pixels; boxes must still land on the digits.
+    small = rendered("47", 200)
+    photo = np.full((3000, 4000), 240, dtype=np.uint8)
+    photo[1000 : 1000 + small.shape[0], 1500 : 1500 + small.shape[1]] = small
+    segments = segment_digits(photo)
+    assert read(predictor, photo) == "47"
+    for segment in segments:
+        x0, y0, x1, y1 = segment.box
+        assert 1500 <= x0 < x1 <= 1500 + small.shape[1] + 10 and 1000 <= y0 < y1 <= 1000 + small.shape[0] + 10
+        assert (photo[y0:y1, x0:x1] < 128).any()
