@@ -108,6 +108,7 @@ def test_predict_answers_like_the_cli(client, predictor):
         assert result["probabilities"] == pytest.approx(want["probabilities"], abs=1e-5)
 
 
+@pytest.mark.fault("service")
 def test_one_bad_image_among_several_gets_its_own_error(client):
     response = client.post("/v1/predict", **upload(("7.png", SEVEN), ("notes.png", b"not an image")))
     assert response.status_code == 200
@@ -173,6 +174,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.fault("service")
 @pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
 def test_hostile_requests_get_their_4xx(client, case):
     request, status = HOSTILE[case]
@@ -189,6 +191,7 @@ def edit_bytes(data: bytes, edits: list[tuple[int, int]]) -> bytearray:
     return edited
 
 
+@pytest.mark.fault("service")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.one_of(
@@ -212,6 +215,7 @@ def test_unknown_include_is_refused(client):
     assert client.post("/v1/predict?include=everything", **upload(("7.png", SEVEN))).status_code == 422
 
 
+@pytest.mark.fault("service")
 def test_full_queue_is_503_and_a_stuck_model_504(predictor):
     """Without the lifespan the batching thread never starts, so the one queue slot stays taken."""
     app = create_app(ServeSettings(queue_size=1, timeout_s=0.2), predictor)
@@ -296,6 +300,7 @@ def test_server_process_batches_concurrent_requests(server, predictor):
     assert [body["results"][0]["digit"] for _, body in answers] == expected
 
 
+@pytest.mark.fault("service")
 def test_server_survives_slow_and_oversized_uploads(server):
     """Slowloris bodies get 408 after the timeout, slowloris headers a closed connection, and parallel
     oversized uploads 413 before their bodies are read, while well-formed requests are answered meanwhile."""
@@ -314,12 +319,14 @@ def test_server_survives_slow_and_oversized_uploads(server):
     assert post_png(server, "7.png", SEVEN)[0] == 200
 
 
+@pytest.mark.fault("service")
 def test_server_refuses_bad_input_over_http(server):
     assert post_png(server, "bomb.png", bomb_png())[0] == 413
     assert post_png(server, "notes.png", b"hello")[0] == 415
     assert post_png(server, "cut.png", SEVEN[:100])[0] == 422
 
 
+@pytest.mark.fault("service")
 def test_sigterm_lets_the_request_in_flight_finish():
     process, url = start_server("--timeout", "30")
     body = (
