@@ -14,7 +14,7 @@ from .calibrate import ACCEPTED_DIGITS
 from .errors import DigitlabError, ImageError, UsageError
 from .model import batched_logits
 from .modelfile import DigitModel, load_model
-from .segment import DigitSegment, segment_digits
+from .segment import DigitSegment, read_digits
 from .vision import decode_image, prepare_digit, read_image
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
@@ -60,9 +60,9 @@ class Predictor:
         readable, digits, segments = [], [], []
         for index, (name, source) in enumerate(images):
             try:
-                gray = self._read_gray(name, source)
-                digits.append(prepare_digit(gray))
-                segments.append(segment_digits(gray))
+                digit, found = read_digits(self._read_gray(name, source))
+                digits.append(digit)
+                segments.append(found)
                 readable.append(index)
             except (ImageError, UsageError) as error:
                 answers[index] = {

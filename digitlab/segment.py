@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .vision import SQUARE, find_ink, mnist_style_crop
+from .vision import SQUARE, InkMap, find_ink, mnist_style_crop
 
 # A piece shorter than this fraction of the tallest is a fragment (a 5's top bar, a 7's crossbar, a broken
 # stroke), not a digit; digits written side by side differ less in height than that.
@@ -39,7 +39,17 @@ class DigitSegment:
 def segment_digits(gray: np.ndarray) -> list[DigitSegment]:
     """The digits in a grayscale image in reading order (rows top to bottom, each left to right). One
     digit gives one segment, identical to `prepare_digit`'s answer; a blank image gives none."""
+    return read_digits(gray)[1]
+
+
+def read_digits(gray: np.ndarray) -> tuple[np.ndarray, list[DigitSegment]]:
+    """The whole image as one digit (exactly `prepare_digit`'s answer) and the digits found in it, from
+    one ink analysis: a reader needs both, and finding the ink is the costly part."""
     found = find_ink(gray)
+    return mnist_style_crop(found.ink, found.mask), _segments(found, gray.shape)
+
+
+def _segments(found: InkMap, shape: tuple[int, int]) -> list[DigitSegment]:
     labels, count = ndimage.label(found.mask, structure=SQUARE)
     if count == 0:
         return []
@@ -54,7 +64,7 @@ def segment_digits(gray: np.ndarray) -> list[DigitSegment]:
         # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree.
         digits = [_Piece.of(found.mask)]
     return [
-        DigitSegment(_original_box(piece, found.scale, gray.shape), mnist_style_crop(found.ink, piece.mask))
+        DigitSegment(_original_box(piece, found.scale, shape), mnist_style_crop(found.ink, piece.mask))
         for piece in digits
     ]
 

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from digitlab.predict import Predictor
-from digitlab.segment import segment_digits
+from digitlab.segment import read_digits, segment_digits
 from digitlab.vision import find_ink, prepare_digit
 
 
@@ -72,6 +72,14 @@ def test_one_digit_gives_one_segment_identical_to_prepare_digit(mnist_test):
     segments = segment_digits(paper)
     assert len(segments) == 1
     np.testing.assert_array_equal(segments[0].digit, prepare_digit(paper))
+
+
+@pytest.mark.parametrize("gap", [8, 2], ids=["apart", "close"])
+def test_read_digits_gives_prepare_digits_answer_beside_the_segments(mnist_test, gap):
+    paper, _ = number_on_paper([mnist_test[0][index] for index in NUMBER], gap=gap)
+    whole, segments = read_digits(paper)
+    np.testing.assert_array_equal(whole, prepare_digit(paper))
+    assert [segment.box for segment in segments] == [segment.box for segment in segment_digits(paper)]
 
 
 @pytest.mark.parametrize("gap", [8, 2], ids=["apart", "close"])
