@@ -187,7 +187,7 @@ def train(
     target = torch_device(device)
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose {' or '.join(PRECISIONS)}")
-    (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = _load_splits(
+    (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = load_splits(
         recipe, seed, data_dir
     )
     class_names = data.DATASETS[recipe.dataset].class_names
@@ -317,7 +317,7 @@ def train(
     return TrainResult(model=model, metrics=metrics, history=state.history, run_dir=run_dir)
 
 
-def _load_splits(recipe: Recipe, seed: int, data_dir: str | os.PathLike | None):
+def load_splits(recipe: Recipe, seed: int, data_dir: str | os.PathLike | None):
     """(train, validation, test) arrays; validation is the test split (tutorial) or a seeded holdout."""
     train_images, train_labels = data.load_dataset(recipe.dataset, "train", data_dir)
     test_split = data.load_dataset(recipe.dataset, "test", data_dir)

@@ -7,22 +7,19 @@ import sys
 
 import torch
 
-from digitlab import data
 from digitlab.calibrate import calibrate, calibration_report
 from digitlab.model import batched_logits
 from digitlab.modelfile import default_model_path, load_model, save_model
-from digitlab.train import Recipe
+from digitlab.train import Recipe, load_splits
 
 path = sys.argv[1] if len(sys.argv) > 1 else default_model_path()
 model = load_model(path)
 recipe = Recipe(**model.recipe)
 if recipe.validation != "holdout":
     sys.exit(f"{path}: trained without a validation holdout; nothing unseen to calibrate on")
-images, labels = data.load_dataset(recipe.dataset, "train")
-_, (val_images, val_labels) = data.split_validation(images, labels, recipe.validation_size, model.metrics["seed"])
+_, (val_images, val_labels), (test_images, test_labels) = load_splits(recipe, model.metrics["seed"], None)
 cpu = torch.device("cpu")
 model.calibration = calibrate(batched_logits(model.network, torch.from_numpy(val_images), cpu), torch.from_numpy(val_labels))
-test_images, test_labels = data.load_dataset(recipe.dataset, "test")
 model.metrics.update(calibration_report(model.calibration, batched_logits(model.network, torch.from_numpy(test_images), cpu), test_labels))
 save_model(model, path)
 print({key: model.metrics[key] for key in ("temperature", "reject_threshold", "test_ece_uncalibrated", "test_ece", "test_accepted")})
