@@ -34,6 +34,13 @@ BACKGROUND_FRACTION = 0.4
 MIN_CONTRAST = 24
 # ... nor less than this many times the paper's noise (grain, sensor noise), so a blank page stays blank.
 NOISE_MARGIN = 6
+# Pen strokes are the strongest marks on the page; printed rules and grid lines, shadows' edges and stains
+# are fainter. A cut at this share of the ink's level keeps them out even when the digit is so small that
+# Otsu splits the paper from the lines instead of the lines from the ink.
+INK_SHARE = 0.5
+# Hysteresis grows the strokes only into pixels this far from the paper towards the ink, which faint
+# lines crossing a digit do not reach (else a whole ruled line grows in from where a stroke crosses it).
+GROW_SHARE = 0.35
 # Hysteresis keeps fainter pixels (above this fraction of the cut) that are joined to clear ink, so a
 # faded stroke stays whole.
 HYSTERESIS_LOW = 0.5
@@ -162,8 +169,10 @@ def find_ink(gray: np.ndarray) -> InkMap:
     paper = float(np.median(sample))
     steps = np.diff(sample, axis=1).ravel()
     noise = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2) if steps.size else 0.0
-    threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * noise)
-    mask = _hysteresis_mask(contrast, threshold, max(threshold * HYSTERESIS_LOW, paper + NOISE_MARGIN / 2 * noise))
+    ink_level = _ink_level(contrast)
+    threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * noise, paper + INK_SHARE * (ink_level - paper))
+    low = max(threshold * HYSTERESIS_LOW, paper + NOISE_MARGIN / 2 * noise, paper + GROW_SHARE * (ink_level - paper))
+    mask = _hysteresis_mask(contrast, threshold, low)
     stages.append(("thresholded", mask))
     mask = _keep_digit_components(_remove_ruled_lines(mask))
     stages.append(("cleaned", mask))
@@ -277,6 +286,12 @@ def _background(image: np.ndarray) -> np.ndarray:
     (strokes) and follows what is wider (uneven light, shadows), so no polarity guess is needed here."""
     size = max(3, round(min(image.shape) * BACKGROUND_FRACTION))
     return ndimage.grey_opening(image, size=(size, size), mode="nearest")
+
+
+def _ink_level(contrast: np.ndarray) -> float:
+    """How strongly the digit stands out: the brightest contrast after a 3x3 median, which a hot pixel or
+    a speck of JPEG debris cannot set but a pen stroke two pixels wide can."""
+    return float(ndimage.median_filter(contrast, size=3).max())
 
 
 def _otsu(values: np.ndarray) -> float:
