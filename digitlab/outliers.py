@@ -3,23 +3,20 @@ unsure on them says "not a digit" to clothes, letters, shapes, noise and photogr
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from . import data
+from .printed import training_fonts
 from .vision import prepare_digit
 
 # Letters and signs that no careful reader would take for a digit. Left out because they can be one:
 # O o D Q (0), I l i j J T (1), Z z (2), B E (3, 8), A (4), S s (5), b G (6), Y (7), g q a P (9), e.
 LETTERS = "CFHKMNRUVWXcdfhkmnrtuvwxy#%@*+=~<>"
-FONT_FILES = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
-    "DejaVuSerif-BoldItalic.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralBolIta.ttf",
-)
 CANVAS = 64
 
 
@@ -29,7 +26,9 @@ def outlier_images(count: int, seed: int = 0, data_dir: str | os.PathLike | None
     rng = np.random.default_rng(seed)
     fashion, _ = data.load_dataset("fashion-mnist", "train", data_dir)
     chosen = fashion[rng.choice(len(fashion), size=count // 2, replace=False)]
-    makers = (_letter, _letter, _shape, _texture, _noise)
+    # Letters in the same faces the printed training digits use, so "printed" never means "digit".
+    letter = functools.partial(_letter, fonts=training_fonts())
+    makers = (letter, letter, _shape, _texture, _noise)
     drawn = [makers[index % len(makers)](rng) for index in range(count - len(chosen))]
     return np.stack([prepare_digit(image) for image in [*chosen, *drawn]])
 
@@ -42,10 +41,9 @@ def _paper(rng: np.random.Generator) -> tuple[Image.Image, int]:
     return Image.new("L", (CANVAS, CANVAS), paper), ink
 
 
-def _letter(rng: np.random.Generator) -> np.ndarray:
+def _letter(rng: np.random.Generator, fonts: list[Path]) -> np.ndarray:
     image, ink = _paper(rng)
-    font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    font = ImageFont.truetype(str(font_dir / FONT_FILES[rng.integers(len(FONT_FILES))]), int(rng.integers(30, 56)))
+    font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), int(rng.integers(30, 56)))
     ImageDraw.Draw(image).text((CANVAS / 2, CANVAS / 2), LETTERS[rng.integers(len(LETTERS))], fill=ink,
                                font=font, anchor="mm")
     return np.asarray(image.rotate(float(rng.uniform(-20, 20)), fillcolor=image.getpixel((0, 0))))

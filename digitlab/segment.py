@@ -147,7 +147,9 @@ def _split_touching(piece: _Piece, row: list[_Piece], ink: np.ndarray) -> list[_
         return [piece]
     # Widths of the row's other digits, leaving out 1s, which are no guide to the others.
     widths = [other.width for other in row if other is not piece and other.width >= ONE_ASPECT * height]
-    expected = float(np.median(widths)) if widths else DIGIT_ASPECT * height
+    # Never wider than a typical digit: when every piece of the row holds touching digits (a "20" and a
+    # "01"), the other pieces' widths are those of pairs.
+    expected = min(float(np.median(widths)), DIGIT_ASPECT * height) if widths else DIGIT_ASPECT * height
     count = round(piece.width / expected)
     if count < 2:
         return [piece]

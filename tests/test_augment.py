@@ -1,0 +1,46 @@
+"""Training-time distortions: seeded, shape-keeping, and faithful to what real digits vary by."""
+
+import pytest
+import torch
+
+from digitlab.augment import augment, random_affine
+from digitlab.data import load_dataset
+from digitlab.model import to_model_input
+
+
+@pytest.fixture(scope="module")
+def digits() -> torch.Tensor:
+    images, _ = load_dataset("mnist", "test")
+    return to_model_input(images[:256])
+
+
+def test_affine_keeps_shape_and_ink_and_is_seeded():
+    batch = torch.zeros(4, 1, 28, 28)
+    batch[:, :, 10:18, 12:16] = 1.0
+    first = random_affine(batch, torch.Generator().manual_seed(0))
+    again = random_affine(batch, torch.Generator().manual_seed(0))
+    assert first.shape == batch.shape and torch.equal(first, again)
+    assert not torch.equal(first, batch)
+    assert first.sum().item() == pytest.approx(batch.sum().item(), rel=0.35)
+
+
+def test_augment_is_seeded_stays_in_range_and_changes_most_digits(digits):
+    first = augment(digits, torch.Generator().manual_seed(3))
+    again = augment(digits, torch.Generator().manual_seed(3))
+    other = augment(digits, torch.Generator().manual_seed(4))
+    assert first.shape == digits.shape and torch.equal(first, again) and not torch.equal(first, other)
+    assert first.min().item() >= 0 and first.max().item() <= 1
+    changed = (first - digits).abs().flatten(1).amax(1) > 0.05
+    assert changed.float().mean().item() > 0.9
+
+
+def test_augment_varies_stroke_width_but_keeps_the_paper_black(digits):
+    out = augment(digits, torch.Generator().manual_seed(0))
+    ink_ratio = out.flatten(1).sum(1) / digits.flatten(1).sum(1)
+    # Some digits come out bolder, some thinner or fainter, none vanish or become blobs.
+    assert ink_ratio.max().item() > 1.3 and ink_ratio.min().item() < 0.8
+    assert ink_ratio.min().item() > 0.2 and ink_ratio.max().item() < 3.5
+    # Far from every stroke (beyond the warps' reach of about 7 pixels), the field stays black: noise and
+    # blur touch only the strokes and their edges.
+    far = torch.nn.functional.max_pool2d(digits, 19, stride=1, padding=9) == 0
+    assert out[far].abs().max().item() == 0

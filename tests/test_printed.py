@@ -1,0 +1,36 @@
+"""Digits rendered from fonts for training: prepared like any image, labelled right, disjoint from the benchmark's faces."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.printed import FONT_PACKAGES, printed_digits, training_fonts
+from digitlab.vision import MNIST_SIDE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from realworld.build_sets import HANDWRITING_FONTS, PRINTED_FONTS  # noqa: E402
+
+
+def test_training_fonts_never_include_a_benchmark_face():
+    benchmark = {font.package for font in (*PRINTED_FONTS, *HANDWRITING_FONTS)}
+    assert not benchmark & set(FONT_PACKAGES)
+    assert all("DejaVu" not in path.name for path in training_fonts())
+
+
+def test_training_fonts_always_include_matplotlibs_bundled_faces():
+    names = {path.name for path in training_fonts()}
+    assert {"STIXGeneral.ttf", "cmr10.ttf"} <= names
+
+
+def test_printed_digits_are_seeded_prepared_digits_with_every_label():
+    digits, labels = printed_digits(200, seed=5)
+    again, again_labels = printed_digits(200, seed=5)
+    assert digits.shape == (200, MNIST_SIDE, MNIST_SIDE) and digits.dtype == np.uint8
+    assert np.array_equal(digits, again) and np.array_equal(labels, again_labels)
+    assert set(labels.tolist()) == set(range(10))
+    # Prepared the MNIST way: light ink on black, strongest ink near full, the longer side fitted to 20 pixels.
+    assert (digits.reshape(200, -1).max(axis=1) > 200).all()
+    for digit in digits:
+        rows, columns = np.nonzero(digit)
+        assert max(np.ptp(rows), np.ptp(columns)) + 1 <= 21
