@@ -50,16 +50,37 @@ def _letter(rng: np.random.Generator, fonts: list[Path]) -> np.ndarray:
 
 
 def _shape(rng: np.random.Generator) -> np.ndarray:
-    """Filled blobs, polygons and boxes, kept fat: a thin sliver is a fair 1, and a ring a fair 0."""
+    """Filled discs, ellipses, polygons and stars, and signs drawn with a pen (crosses, arrows, ticks), kept
+    clear of digit shapes: a thin sliver is a fair 1, a ring a fair 0, so neither is drawn. Filled shapes stay
+    under 40% of the canvas across, else removing the background (vision.BACKGROUND_FRACTION) hollows them
+    into rings."""
     image, ink = _paper(rng)
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(1, 3))):
+    centre = rng.uniform(24, 40, 2)
+    kind = rng.integers(4)
+    if kind == 0:  # a filled disc or ellipse: a 0 has a hole, this has none
+        radii = rng.uniform(6, 12, 2)
+        draw.ellipse([*(centre - radii), *(centre + radii)], fill=ink)
+    elif kind == 1:  # a fat polygon or a star
         corners = int(rng.integers(3, 9))
-        angles = np.linspace(0, 2 * np.pi, corners, endpoint=False) + rng.uniform(0, 2 * np.pi / corners, corners)
-        radii = rng.uniform(14, 28, corners)
-        centre = rng.uniform(24, 40, 2)
+        star = rng.random() < 0.4
+        angles = np.linspace(0, 2 * np.pi, corners * (2 if star else 1), endpoint=False) + rng.uniform(0, np.pi)
+        radii = rng.uniform(7, 13, len(angles))
+        if star:
+            radii[1::2] *= rng.uniform(0.35, 0.6)
         points = centre + np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None]
         draw.polygon([tuple(point) for point in points], fill=ink)
+    else:  # pen strokes: a cross (+ or x), an arrow, or a tick
+        width = int(rng.integers(3, 8))
+        size = rng.uniform(10, 22)
+        turn = rng.uniform(0, np.pi) if kind == 2 else rng.uniform(-0.3, 0.3)
+        ends = [(-1, 0, 1, 0), (0, -1, 0, 1)] if kind == 2 else [(-1, 0, 1, 0), (0.5, -0.5, 1, 0), (0.5, 0.5, 1, 0)]
+        if kind == 3 and rng.random() < 0.5:
+            ends = [(-0.8, 0, -0.3, 0.6), (-0.3, 0.6, 0.9, -0.8)]  # a tick
+        rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+        for x0, y0, x1, y1 in ends:
+            start, end = centre + rotation @ (size * np.array([x0, y0])), centre + rotation @ (size * np.array([x1, y1]))
+            draw.line([tuple(start), tuple(end)], fill=ink, width=width)
     return np.asarray(image)
 
 
