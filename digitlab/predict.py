@@ -77,8 +77,11 @@ class Predictor:
         piece_probabilities = iter(probabilities[len(digits) :])
         for index, digit, digit_probabilities, found in zip(readable, digits, probabilities, several):
             answer = self._answer(images[index][0], digit_probabilities, digit)
-            if found:
-                answer.update(self._read_number(found, [next(piece_probabilities) for _ in found]))
+            found_probabilities = [next(piece_probabilities) for _ in found]
+            # Several digits only when each of them reads more surely than the whole does as one digit: a
+            # tilted 0 cut in two, or a 0 drawn as two arcs, reads surely whole and unsurely in pieces.
+            if found and min(row.max() for row in found_probabilities) > digit_probabilities.max():
+                answer.update(self._read_number(found, found_probabilities))
             if include_prepared:
                 answer["prepared"] = digit.tolist()
             answers[index] = answer
