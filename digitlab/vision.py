@@ -49,6 +49,8 @@ HYSTERESIS_LOW = 0.5
 # are tried until the digit comes free.
 FRAME_SPAN = 0.85
 STRICTER_THRESHOLDS = (0.7, 1.0, 1.25, 1.5, 1.75, 2.0)
+# A digit freed from a frame still spans this share of the image's height and keeps this share of the ink.
+FREED_HEIGHT, FREED_SHARE = 0.4, 0.15
 # Pieces with less than this fraction of the largest piece's pixels are dust, noise or JPEG debris.
 SPECK_FRACTION = 0.05
 # Pieces touching the border (frames, paper edges, shadows) are dropped when the ink inside has at
@@ -182,7 +184,7 @@ def find_ink(gray: np.ndarray) -> InkMap:
         # A digit joined to a frame around it by fainter ink comes apart at a stricter cut.
         cut = _hysteresis_mask(contrast, threshold * max(factor, 1), threshold * factor)
         stricter = _keep_digit_components(_remove_ruled_lines(cut))
-        if stricter.any() and not _touches_border(_largest_piece(stricter)):
+        if stricter.any() and _came_free(_largest_piece(stricter), mask):
             mask = stricter
             stages.append((f"stricter cut x{factor:g}", mask))
     return InkMap(contrast, mask, scale, tuple(stages))
@@ -387,6 +389,17 @@ def _largest_is_frame(mask: np.ndarray) -> bool:
         _touches_border(largest)
         and rows[-1] - rows[0] + 1 >= FRAME_SPAN * mask.shape[0]
         and columns[-1] - columns[0] + 1 >= FRAME_SPAN * mask.shape[1]
+    )
+
+
+def _came_free(digit: np.ndarray, before: np.ndarray) -> bool:
+    """Whether a stricter cut freed a digit from its frame: the piece no longer reaches the border and is still
+    a digit's size (a digit cut tight, which only looked like a frame, would be left as scraps)."""
+    rows = np.flatnonzero(digit.any(axis=1))
+    return (
+        not _touches_border(digit)
+        and rows[-1] - rows[0] + 1 >= FREED_HEIGHT * before.shape[0]
+        and digit.sum() >= FREED_SHARE * before.sum()
     )
 
 

@@ -365,6 +365,19 @@ def test_digit_cut_tight_at_the_border_is_kept(ink, clean):
     assert similarity(prepared, clean) > 0.9
 
 
+@pytest.mark.parametrize("index", [0, 2, 4, 6, 8])
+def test_small_scanned_digit_filling_its_box_is_not_taken_for_a_frame(mnist_test, index):
+    # A postal form's digit: cropped to its ink on both axes and stretched to fill a 16x16 box, dark on light.
+    # It touches the border and spans it both ways, as a frame does, yet it is the digit, not its frame.
+    digit = mnist_test[0][index]
+    rows, columns = np.nonzero(digit > 30)
+    crop = digit[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    scanned = 255 - np.asarray(Image.fromarray(crop).resize((16, 16), Image.Resampling.BOX))
+    assert similarity(prepare_digit(scanned), prepare_digit(255 - scanned)) > 0.9
+    stretched_back = np.asarray(Image.fromarray(crop).resize((16, 16), Image.Resampling.BOX))
+    assert similarity(prepare_digit(scanned), prepare_digit(np.pad(stretched_back, 6))) > 0.8
+
+
 def test_twelve_megapixel_photo_is_analysed_on_a_small_copy(ink, clean):
     paper = np.full((3000, 4000), 225.0)
     big = np.asarray(Image.fromarray(ink).resize((1500, 1500), Image.Resampling.BILINEAR))
