@@ -45,6 +45,7 @@ GOALS = {
     "photographed": "accuracy >= 95%",
     "multi-digit": "accuracy >= 95%",
     "not-digits": "rejected >= 95%",
+    "scanned": "accuracy >= 97.5%",
     "seed-examples": "all 10 right",
     "mnist-test": "accepted >= 99%",
 }

@@ -422,7 +422,9 @@ def _keep_digit_components(mask: np.ndarray) -> np.ndarray:
     touching = np.zeros(count + 1, dtype=bool)
     touching[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
     inner = keep & ~touching
-    if inner.any() and areas[inner].sum() >= FRAME_RATIO * areas[keep & touching].sum():
+    # In an image the size of a digit (a scanner's crop), ink at the border is the digit cut tight, not a frame.
+    page = max(mask.shape) >= LINED_PAGE_SIDE
+    if page and inner.any() and areas[inner].sum() >= FRAME_RATIO * areas[keep & touching].sum():
         boxes = ndimage.find_objects(labels)
         inside = [boxes[index - 1] for index in np.flatnonzero(inner)]
         height = max(box[0].stop for box in inside) - min(box[0].start for box in inside)

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FONT_ROOT = Path("/usr/share/fonts")
 NOT_A_DIGIT = "not-a-digit"
 # Sizes chosen so all five sets build in about two minutes on one core, with 100 images per digit.
-COUNTS = {"printed": 1000, "handwriting-fonts": 1000, "photographed": 1000, "multi-digit": 500, "not-digits": 700}
+COUNTS = {"printed": 1000, "handwriting-fonts": 1000, "photographed": 1000, "multi-digit": 500, "not-digits": 700,
+          "scanned": 1000}
 SETS = tuple(COUNTS)
 
 
@@ -324,6 +325,24 @@ def make_photographed(rng: np.random.Generator, index: int, sources: Sources):
     return image, str(digit), f"{ground}:mnist-{item}", PHOTO_FORMATS
 
 
+def make_scanned(rng: np.random.Generator, index: int, sources: Sources):
+    """An MNIST test digit as a postal sorter's scanner crops it from a form: a square box tight round the
+    digit (0-3 pixels of paper above and below), 16-40 pixels tall, pen on form paper, scanned."""
+    images, labels = dataset("mnist")
+    digit = index % 10
+    item = int(pick(rng, np.flatnonzero(labels == digit)))
+    height = int(rng.integers(16, 41))
+    crop = render.crop_to_ink(images[item].astype(np.float32) / 255)
+    width = max(2, round(crop.shape[1] * height / crop.shape[0]))
+    mask = render.pen_stroke(render.resize_mask(crop, height, width), rng, rng.uniform(0, 1))
+    margin = int(rng.integers(0, 4))
+    side = max(height, width) + 2 * margin
+    sheet = render.paper(rng, side, side, render.PAPERS[pick(rng, ("white", "white", "cream", "recycled"))])
+    coverage = render.place((side, side), mask, margin, (side - width) // 2) * rng.uniform(0.75, 1.0)
+    sheet = render.composite(sheet, coverage, ink_for(rng, "paper", printed=False))
+    return render.to_uint8(scan(rng, sheet)), str(digit), f"form:mnist-{item}", SCAN_FORMATS
+
+
 def number_text(rng: np.random.Generator) -> tuple[str, str]:
     """A digit string people write or print: a house number, a year, a postal code or any code."""
     kind = pick(rng, ("house-number", "year", "postal-code", "code"))
@@ -535,6 +554,7 @@ MAKERS = {
     "photographed": make_photographed,
     "multi-digit": make_multi_digit,
     "not-digits": make_not_digit,
+    "scanned": make_scanned,
 }
 
 
