@@ -49,8 +49,9 @@ def train(
     deterministic: Annotated[bool, typer.Option(help="Use only deterministic algorithms (bit-exact resume).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[
-        str, typer.Option(help="float32, or bfloat16 mixed precision (faster on CPUs with AVX-512 BF16 or AMX).")
-    ] = "float32",
+        str, typer.Option(help="auto (bfloat16 mixed precision on CPUs with AVX-512 BF16 or AMX, else float32), "
+                          "float32 or bfloat16.")
+    ] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished or interrupted run in --out.")] = False,
     data_dir: DataDirOption = None,

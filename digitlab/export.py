@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .errors import UsageError
 from .model import to_model_input
@@ -84,6 +85,57 @@ def _write_checked(model: DigitModel, partial: Path, check_digits: np.ndarray | 
                 f"over {MAX_LOGIT_DIFFERENCE}; not written"
             )
     return report
+
+
+def sequential_to_onnx(network: nn.Module):
+    """An eval-mode `build_model` network as an ONNX graph (input `digits`, output `logits`), written layer by
+    layer from its weights. Milliseconds where torch.onnx.export takes seconds, so a Predictor can build one
+    each time it starts; raises UsageError for any other network (an ensemble), which stays on PyTorch."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not isinstance(network, nn.Sequential):
+        raise UsageError(f"cannot translate a {type(network).__name__} to ONNX layer by layer; only build_model's")
+    nodes, weights, current = [], [], "digits"
+
+    def weight(name: str, tensor: torch.Tensor) -> str:
+        weights.append(numpy_helper.from_array(tensor.detach().float().contiguous().cpu().numpy(), name))
+        return name
+
+    for index, layer in enumerate(network):
+        out, name = f"x{index}", f"layer{index}"
+        if isinstance(layer, nn.Conv2d):
+            size = layer.kernel_size[0]  # build_model's convolutions: square, odd, stride 1, "same" padding
+            inputs = [current, weight(f"{name}.weight", layer.weight)]
+            if layer.bias is not None:
+                inputs.append(weight(f"{name}.bias", layer.bias))
+            nodes.append(helper.make_node("Conv", inputs, [out], kernel_shape=[size, size], pads=[size // 2] * 4))
+        elif isinstance(layer, nn.BatchNorm2d):
+            parameters = (layer.weight, layer.bias, layer.running_mean, layer.running_var)
+            inputs = [weight(f"{name}.{part}", value) for part, value in zip(("scale", "bias", "mean", "var"), parameters)]
+            nodes.append(helper.make_node("BatchNormalization", [current, *inputs], [out], epsilon=layer.eps))
+        elif isinstance(layer, nn.MaxPool2d):
+            nodes.append(helper.make_node("MaxPool", [current], [out], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))
+        elif isinstance(layer, nn.ReLU):
+            nodes.append(helper.make_node("Relu", [current], [out]))
+        elif isinstance(layer, nn.Flatten):
+            nodes.append(helper.make_node("Flatten", [current], [out], axis=1))
+        elif isinstance(layer, nn.Linear):
+            inputs = [current, weight(f"{name}.weight", layer.weight), weight(f"{name}.bias", layer.bias)]
+            nodes.append(helper.make_node("Gemm", inputs, [out], transB=1))
+        elif isinstance(layer, nn.Dropout):
+            continue  # the identity in eval mode
+        else:
+            raise UsageError(f"cannot translate a {type(layer).__name__} layer to ONNX")
+        current = out
+    nodes[-1].output[0] = "logits"
+    graph = helper.make_graph(
+        nodes,
+        "digitlab",
+        [helper.make_tensor_value_info("digits", TensorProto.FLOAT, ["batch", 1, "height", "width"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", None])],
+        weights,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _largest_difference(network: torch.nn.Module, onnx_path: Path, digits: np.ndarray) -> float:

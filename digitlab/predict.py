@@ -12,7 +12,7 @@ from PIL import Image
 
 from .calibrate import ACCEPTED_DIGITS
 from .errors import DigitlabError, ImageError, UsageError
-from .model import batched_logits
+from .model import batched_logits, to_model_input
 from .modelfile import DigitModel, load_model
 from .segment import DigitSegment, read_digits
 from .vision import decode_image, prepare_digit, read_image
@@ -22,15 +22,23 @@ IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 BLANK_INK = 10.0
 # At most 40% of an MNIST digit's 28x28 field is strong ink (99.99th percentile 35%); more is a blob.
 FILLED_SHARE = 0.45
+# "auto": onnxruntime for build_model networks on the CPU when installed, else PyTorch.
+BACKENDS = ("auto", "torch", "onnxruntime")
+# Digits per onnxruntime call: large enough to amortise the call, small enough to stay in cache.
+ONNX_BATCH = 2500
 
 
 class Predictor:
     """Load a model once and answer many images (sklearn-style `predict` / `predict_proba`)."""
 
-    def __init__(self, model: DigitModel | str | os.PathLike | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, model: DigitModel | str | os.PathLike | None = None, device: str = "cpu", backend: str = "auto"
+    ) -> None:
         self.model_ = model if isinstance(model, DigitModel) else load_model(model)
         self.device_ = torch.device(device)
         self.network_ = self.model_.network.to(self.device_).eval()
+        self.session_ = self._onnx_session(backend)
+        self.backend_ = "onnxruntime" if self.session_ else "torch"
         self.temperature_ = float(self.model_.calibration.get("temperature", 1.0))
         self.reject_threshold_ = float(self.model_.calibration.get("reject_threshold", 0.0))
 
@@ -117,8 +125,34 @@ class Predictor:
     def predict_proba_prepared(self, digits: np.ndarray) -> np.ndarray:
         """Probabilities for digits already in MNIST form (N, 28, 28) uint8, such as MNIST itself or
         the output of `vision.prepare_digit`: no preprocessing, since preparing twice would shift them."""
-        logits = batched_logits(self.network_, torch.from_numpy(digits), self.device_)
+        if self.session_ is None or not len(digits):  # PyTorch gives no digits a (0, classes) answer
+            logits = batched_logits(self.network_, torch.from_numpy(digits), self.device_)
+        else:
+            batches = (to_model_input(digits[start : start + ONNX_BATCH]) for start in range(0, len(digits), ONNX_BATCH))
+            logits = torch.cat([torch.from_numpy(self.session_.run(None, {"digits": b.numpy()})[0]) for b in batches])
         return torch.softmax(logits / self.temperature_, dim=1).numpy()
+
+    def _onnx_session(self, backend: str):
+        """onnxruntime for the CPU when it is installed (about 2x PyTorch's batch throughput for these small
+        networks, and a tenth of its per-call overhead), else None: PyTorch answers, as it does for ensembles."""
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")
+        translatable = self.device_.type == "cpu" and isinstance(self.network_, torch.nn.Sequential)
+        if backend == "torch" or (backend == "auto" and not translatable):
+            return None
+        try:
+            import onnxruntime
+
+            from .export import sequential_to_onnx
+        except ImportError:
+            if backend == "auto":
+                return None
+            raise UsageError("the onnxruntime backend needs the onnx extra: pip install 'digitlab[onnx]'") from None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # follows the caller's (the service's) thread setting
+        options.log_severity_level = 3
+        graph = sequential_to_onnx(self.network_).SerializeToString()
+        return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def _prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim == 2:

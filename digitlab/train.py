@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +93,13 @@ RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(
         epochs=2, optimizer="adamw", learning_rate=1e-2, weight_decay=5e-4, schedule="onecycle", warmup_fraction=0.2
     ),
+    # Few seconds to 99% (use with the tiny preset): the tiny recipe in batches of 256, half the steps, whose
+    # fixed cost dominates a net this small; 98.97-99.13% over seeds 0-4. One epoch stops short (98.9%
+    # over seeds, with or without label smoothing).
+    "fast": Recipe(
+        epochs=2, batch_size=256, optimizer="adamw", learning_rate=1e-2, weight_decay=5e-4, schedule="onecycle",
+        warmup_fraction=0.2,
+    ),
     # For a single model past 99.70% (use with the default preset): the default recipe run twice as
     # long. The default preset takes about 59 s an epoch on 2 cores, so 25 epochs fit in 25 minutes.
 }
@@ -103,8 +112,18 @@ OUTLIER_SHARE = 4
 OUTLIER_POOL = 12_000
 
 # bfloat16 runs the forward pass in mixed precision (weights and optimizer stay float32): about 1.4x
-# faster on CPUs with AVX-512 BF16 or AMX, and slower on CPUs without them.
-PRECISIONS = ("float32", "bfloat16")
+# faster on CPUs with AVX-512 BF16 or AMX, and slower on CPUs without them, so "auto" takes it only there.
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" is bfloat16 on CPUs that compute it natively (seed recipe: same accuracy, 1.4x faster), else float32."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bfloat16" if device.type == "cpu" and native else "float32"
 
 
 def get_recipe(name: str) -> Recipe:
@@ -167,7 +186,7 @@ def train(
     seed: int = 0,
     deterministic: bool = False,
     device: str = "auto",
-    precision: str = "float32",
+    precision: str = "auto",
     resume: bool = False,
     overwrite: bool = False,
     data_dir: str | os.PathLike | None = None,
@@ -185,8 +204,10 @@ def train(
     if dataset is not None:
         recipe = dataclasses.replace(recipe, dataset=dataset)
     target = torch_device(device)
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose {' or '.join(PRECISIONS)}")
+    precision = resolve_precision(precision, target)
+    if out is not None:
+        # matplotlib (for history.png) takes about 0.7 s to import; importing it while MNIST loads hides most of it.
+        threading.Thread(target=importlib.import_module, args=("digitlab.plots",), daemon=True).start()
     (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = load_splits(
         recipe, seed, data_dir
     )

@@ -8,9 +8,9 @@ import onnxruntime
 import pytest
 import torch
 
-from digitlab.errors import ModelFileError
-from digitlab.export import export_onnx
-from digitlab.model import to_model_input
+from digitlab.errors import ModelFileError, UsageError
+from digitlab.export import export_onnx, sequential_to_onnx
+from digitlab.model import build_ensemble, build_model, get_preset, to_model_input
 
 
 def test_export_matches_pytorch_on_the_whole_mnist_test_set(tmp_path, seed_run, mnist_test):
@@ -28,6 +28,20 @@ def test_export_matches_pytorch_on_the_whole_mnist_test_set(tmp_path, seed_run, 
             expected = seed_run.model.network(to_model_input(digits[:batch])).numpy()
         np.testing.assert_allclose(logits, expected, atol=1e-4)
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_layer_by_layer_translation_matches_pytorch_with_batch_norm_and_refuses_ensembles(mnist_test):
+    torch.manual_seed(0)
+    network = build_model(get_preset("tiny"))
+    with torch.no_grad():
+        network(torch.rand(64, 1, 28, 28))  # running statistics away from their initial values
+    network.eval()
+    session = onnxruntime.InferenceSession(sequential_to_onnx(network).SerializeToString(), providers=["CPUExecutionProvider"])
+    inputs = to_model_input(mnist_test[0][:500])
+    with torch.inference_mode():
+        np.testing.assert_allclose(session.run(["logits"], {"digits": inputs.numpy()})[0], network(inputs).numpy(), atol=1e-4)
+    with pytest.raises(UsageError, match="Ensemble"):
+        sequential_to_onnx(build_ensemble((get_preset("seed"), get_preset("tiny"))))
 
 
 def test_cli_export_writes_the_file_and_refuses_unknown_formats(cli, tmp_path, model_path):

@@ -200,3 +200,13 @@ def test_answer_can_show_the_digit_the_model_saw(predictor):
     (shown,) = predictor.answer([("3", path)], include_prepared=True)
     assert np.array_equal(np.array(shown["prepared"], dtype=np.uint8), load_digit(path))
     assert "prepared" not in predictor.answer([("3", path)])[0]
+
+
+def test_onnxruntime_and_pytorch_backends_give_the_same_probabilities(model_path, mnist_test):
+    onnx_backend, torch_backend = Predictor(model_path), Predictor(model_path, backend="torch")
+    assert (onnx_backend.backend_, torch_backend.backend_) == ("onnxruntime", "torch")
+    digits = mnist_test[0][:3000]  # more than one onnxruntime call
+    np.testing.assert_allclose(onnx_backend.predict_proba_prepared(digits), torch_backend.predict_proba_prepared(digits), atol=1e-6)
+    assert onnx_backend.predict_proba_prepared(digits[:0]).shape == (0, 10)
+    with pytest.raises(UsageError, match="backend"):
+        Predictor(model_path, backend="tensorrt")

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from digitlab.errors import TrainingError, UsageError
 from digitlab.modelfile import load_model
-from digitlab.train import RECIPES, Recipe, learning_rate_at, random_affine, train
+from digitlab.train import RECIPES, Recipe, learning_rate_at, random_affine, resolve_precision, train
 
 DIGITLAB = str(Path(sys.executable).parent / "digitlab")
 # Small enough to be quick, large enough that the second epoch outlasts a poll of the first checkpoint.
@@ -156,6 +156,15 @@ def test_bfloat16_mixed_precision_trains_and_is_recorded():
     assert all(p.dtype == torch.float32 for p in result.model.network.parameters())
     with pytest.raises(UsageError, match="precision"):
         train("seed", epochs=1, train_limit=100, precision="float8")
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it_and_is_recorded():
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert resolve_precision("auto", torch.device("cpu")) == ("bfloat16" if native else "float32")
+    assert resolve_precision("auto", torch.device("cuda")) == "float32"
+    assert resolve_precision("float32", torch.device("cpu")) == "float32"
+    result = train("seed", epochs=1, train_limit=500, seed=1)
+    assert result.metrics["precision"] == resolve_precision("auto", torch.device("cpu"))
 
 
 def test_outlier_exposure_and_calibration_end_in_the_model_file(tmp_path):
