@@ -1,14 +1,16 @@
-"""Seed recipe speed: digitlab against the tutorial's own TensorFlow program, whole process against whole process.
+"""Training speed: digitlab against the tutorial's own TensorFlow program, whole process against whole process.
 
-Runs peer and digitlab interleaved (peer, ours, peer, ours, ...), reports medians, their ratio, both test
-accuracies and digitlab's achieved GFLOP/s against this machine's sgemm rate measured in the same run.
-Usage: .venv/bin/python bench/train_speed.py [--repeats 3]
+Runs the peer, digitlab's seed recipe and its `fast` recipe interleaved (peer, seed, fast, peer, ...), and
+reports medians, ratios to the peer, test accuracies and the seed loop's GFLOP/s against this machine's
+sgemm rate measured in the same run. The fast recipe's seeds are spread over the rounds.
+Usage: .venv/bin/python bench/train_speed.py [--repeats 3] [--fast-seeds 5] [--float32]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -53,36 +55,50 @@ def timed(command: list[str]) -> tuple[float, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fast-seeds", type=int, default=5, help="seeds of the fast recipe (its bar is on 5)")
+    parser.add_argument("--float32", action="store_true", help="also time the seed recipe with --precision float32")
     args = parser.parse_args()
 
     source = data.DATASETS["mnist"]
     idx_files = [str(data.fetch(source, file)) for file in (*source.train, *source.test)]
     peer = [str(peer_python()), str(ROOT / "bench" / "peer" / "tutorial_keras.py"), *idx_files]
-    ours = [str(Path(sys.executable).parent / "digitlab"), "train", "--preset", "seed", "--epochs", "2", "--json"]
+    digitlab = [str(Path(sys.executable).parent / "digitlab"), "train", "--json"]
+    programs = {"digitlab": [*digitlab, "--preset", "seed", "--epochs", "2"]}  # precision auto: bfloat16 where native
+    if args.float32:
+        programs["digitlab-float32"] = [*programs["digitlab"], "--precision", "float32"]
+    fast = [*digitlab, "--preset", "tiny", "--recipe", "fast"]
+    load_before = os.getloadavg()
     gflops_machine = sgemm_gflops()
-    runs: dict[str, list[dict]] = {"peer": [], "digitlab": [], "digitlab-bf16": []}
+    runs: dict[str, list[dict]] = {"peer": [], **{name: [] for name in programs}, "fast": []}
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
             seconds, result = timed(peer)
             runs["peer"].append({"seconds": seconds, **result})
-            for name, precision in (("digitlab", "float32"), ("digitlab-bf16", "bfloat16")):
-                out = f"{scratch}/{name}-{repeat}"
-                seconds, result = timed([*ours, "--seed", str(repeat), "--precision", precision, "--out", out])
+            for name, command in programs.items():
+                seconds, result = timed([*command, "--seed", str(repeat), "--out", f"{scratch}/{name}-{repeat}"])
                 runs[name].append({"seconds": seconds, **result})
+            for seed in range(repeat, args.fast_seeds, args.repeats):
+                seconds, result = timed([*fast, "--seed", str(seed), "--out", f"{scratch}/fast-{seed}"])
+                runs["fast"].append({"seconds": seconds, **result})
 
     # Training costs three forward passes per image; each epoch also validates once on the 10,000 test images.
     flop = 2 * multiply_adds(get_preset("seed")) * (3 * 60_000 * 2 + 10_000 * 2)
-    median = {name: statistics.median(run["seconds"] for run in values) for name, values in runs.items()}
-    accuracy = {name: statistics.median(run["test_accuracy"] for run in values) for name, values in runs.items()}
+    median = {name: statistics.median(run["seconds"] for run in values) for name, values in runs.items() if values}
+    accuracy = {
+        name: statistics.median(run["test_accuracy"] for run in values) for name, values in runs.items() if values
+    }
     train_seconds = statistics.median(run["train_seconds"] for run in runs["digitlab"])
     achieved = flop / train_seconds / 1e9
     summary = {
         "machine": machine_info(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "sgemm_gflops": gflops_machine,
         "median_seconds": median,
-        "speedup": median["peer"] / median["digitlab"],
-        "speedup_bf16": median["peer"] / median["digitlab-bf16"],
+        "speedup": {name: median["peer"] / seconds for name, seconds in median.items() if name != "peer"},
         "median_test_accuracy": accuracy,
+        "fast_lowest_test_accuracy": min((run["test_accuracy"] for run in runs["fast"]), default=None),
+        "digitlab_precision": runs["digitlab"][0]["precision"],
         "digitlab_train_seconds": train_seconds,
         "digitlab_gflops": achieved,
         "fraction_of_sgemm": achieved / gflops_machine,
@@ -91,17 +107,24 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
 
-    table = Table(title=f"seed recipe, 2 epochs, whole process, median of {args.repeats} (interleaved)")
-    for column in ("program", "seconds", "test accuracy"):
+    labels = {
+        "peer": "tutorial (TensorFlow/Keras)",
+        "digitlab": f"digitlab train --preset seed --epochs 2 ({summary['digitlab_precision']})",
+        "digitlab-float32": "digitlab ... --precision float32",
+        "fast": "digitlab train --preset tiny --recipe fast",
+    }
+    table = Table(title=f"whole process, medians, interleaved ({args.repeats} rounds, {args.fast_seeds} fast seeds)")
+    for column in ("program", "runs", "seconds", "vs peer", "test accuracy"):
         table.add_column(column, justify="right")
-    table.add_row("tutorial (TensorFlow/Keras)", f"{median['peer']:.1f}", f"{accuracy['peer']:.4f}")
-    table.add_row("digitlab", f"{median['digitlab']:.1f}", f"{accuracy['digitlab']:.4f}")
-    table.add_row("digitlab --precision bfloat16", f"{median['digitlab-bf16']:.1f}", f"{accuracy['digitlab-bf16']:.4f}")
+    for name in median:
+        speedup = f"{median['peer'] / median[name]:.2f}x"
+        table.add_row(labels[name], str(len(runs[name])), f"{median[name]:.1f}", speedup, f"{accuracy[name]:.4f}")
     console = Console()
     console.print(table)
     console.print(
-        f"speed-up {summary['speedup']:.2f}x (bfloat16: {summary['speedup_bf16']:.2f}x); digitlab training {train_seconds:.1f} s = {achieved:.0f} GFLOP/s, "
-        f"{summary['fraction_of_sgemm']:.0%} of this machine's sgemm ({gflops_machine:.0f} GFLOP/s)"
+        f"seed training loop {train_seconds:.1f} s = {achieved:.0f} GFLOP/s, {summary['fraction_of_sgemm']:.0%} of this "
+        f"machine's float32 sgemm ({gflops_machine:.0f} GFLOP/s); fast recipe lowest accuracy "
+        f"{summary['fast_lowest_test_accuracy']}; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     console.print(summary["machine"])
 
