@@ -3,13 +3,16 @@
 Reports requests/s, p50/p95/p99 latency and errors; `--soak` runs 10 minutes and records the server's memory.
 Starts its own server (`digitlab serve` on a free port) unless `--url` names one. The client is plain
 asyncio with keep-alive connections and requests built once, so it takes as little of the shared CPU as it can.
-Usage: .venv/bin/python bench/serve_load.py --clients 32 --seconds 20 [--workers 2] [--soak]
+Payloads (`--payload`): `digits`, MNIST test digits as 28x28 PNGs (the default); `canvas`, the same digits
+drawn as the page uploads them (280x280 RGBA, black on white); `photos`, the tutorial's photographed digits.
+Usage: .venv/bin/python bench/serve_load.py --clients 32 --seconds 20 [--workers 2] [--payload canvas] [--soak]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import socket
@@ -20,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -28,11 +32,39 @@ from machine import machine_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples" / "seed").glob("[0-9].png"))
+# Enough different digits that no cache or branch predictor sees one image over and over.
+PAYLOAD_DIGITS = 100
+CANVAS_SIDE = 280  # the page's drawing canvas (digitlab/static/index.html)
 RESULTS = ROOT / "bench" / "results"
 CLI = Path(sys.executable).parent / "digitlab"
 BOUNDARY = "digitlab-load-boundary"
 SOAK_SECONDS = 600
 MEMORY_EVERY_S = 5.0
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def payload_images(payload: str) -> list[tuple[str, bytes]]:
+    """The PNG files the clients send, named."""
+    if payload == "photos":
+        return [(path.name, path.read_bytes()) for path in EXAMPLES]
+    from digitlab.data import load_dataset
+
+    digits, labels = load_dataset("mnist", "test")
+    pairs = zip(digits[:PAYLOAD_DIGITS], labels[:PAYLOAD_DIGITS])
+    if payload == "digits":
+        return [(f"mnist-{label}.png", png_bytes(Image.fromarray(digit))) for digit, label in pairs]
+    # The page draws black on an opaque white canvas, and the browser encodes it as RGBA.
+    return [
+        (f"drawing-{label}.png", png_bytes(
+            Image.fromarray(255 - digit).resize((CANVAS_SIDE, CANVAS_SIDE), Image.Resampling.BILINEAR).convert("RGBA")
+        ))
+        for digit, label in pairs
+    ]
 
 
 def multipart_request(host: str, port: int, name: str, png: bytes) -> bytes:
@@ -115,8 +147,11 @@ def server_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-async def run_load(host: str, port: int, clients: int, seconds: float, server_pid: int | None) -> dict:
-    requests = [multipart_request(host, port, path.name, path.read_bytes()) for path in EXAMPLES]
+async def run_load(
+    host: str, port: int, clients: int, seconds: float, server_pid: int | None, images: list[tuple[str, bytes]]
+) -> dict:
+    requests = [multipart_request(host, port, name, png) for name, png in images]
+    load_before = os.getloadavg()[0]
     latencies: list[float] = []
     errors: list[str] = []
     memory: list[tuple[float, int]] = []
@@ -150,6 +185,7 @@ async def run_load(host: str, port: int, clients: int, seconds: float, server_pi
         "errors": len(errors),
         "client_cpu_ms_per_request": round(client_cpu / max(1, len(latencies)) * 1000, 3),
         "server_cpu_ms_per_request": round(server_cpu / max(1, len(latencies)) * 1000, 3) if server_pid else None,
+        "load_average_1min_before": load_before,
         "load_average_1min": os.getloadavg()[0],
         "first_errors": errors[:5],
     }
@@ -191,12 +227,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--payload", choices=("digits", "canvas", "photos"), default="digits")
     parser.add_argument("--soak", action="store_true", help=f"run {SOAK_SECONDS // 60} minutes, recording memory")
     parser.add_argument("--workers", type=int, default=1, help="server processes (when this script starts it)")
     parser.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:8000 (memory not recorded)")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra `digitlab serve` flag (repeatable)")
     args = parser.parse_args()
     seconds = SOAK_SECONDS if args.soak else args.seconds
+    images = payload_images(args.payload)
     try:
         import uvloop  # the server's own event loop; the client spends less CPU on it too
 
@@ -211,16 +249,20 @@ def main() -> None:
         host, port = "127.0.0.1", free_port()
         server = start_server(port, args.workers, args.serve_arg)
     try:
-        figures = asyncio.run(run_load(host, port, args.clients, seconds, server.pid if server else None))
+        figures = asyncio.run(run_load(host, port, args.clients, seconds, server.pid if server else None, images))
     finally:
         if server:
             server.terminate()
             server.wait(timeout=30)
-    figures |= {"workers": args.workers, "soak": args.soak, "machine": machine_info(), "date": time.strftime("%F")}
+    figures |= {
+        "payload": args.payload, "workers": args.workers, "soak": args.soak, "machine": machine_info(),
+        "date": time.strftime("%F"),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"serve_load{'_soak' if args.soak else ''}_w{args.workers}_c{args.clients}.json"
+    out = RESULTS / f"serve_load_{args.payload}{'_soak' if args.soak else ''}_w{args.workers}_c{args.clients}.json"
     out.write_text(json.dumps(figures, indent=2) + "\n")
-    table = Table(title=f"digitlab serve, {args.clients} clients, {figures['seconds']:.0f} s, {args.workers} worker(s)")
+    table = Table(title=f"digitlab serve, {args.payload}, {args.clients} clients, {figures['seconds']:.0f} s, "
+                        f"{args.workers} worker(s)")
     for column in ("requests/s", "p50 ms", "p95 ms", "p99 ms", "errors", "memory growth", "server CPU ms/req",
                    "client CPU ms/req", "load avg"):
         table.add_column(column, justify="right")

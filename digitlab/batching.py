@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +21,6 @@ class QueueFull(Exception):
 class _Job:
     images: list[tuple[str, bytes | np.ndarray]]
     include_prepared: bool
-    loop: asyncio.AbstractEventLoop
     future: asyncio.Future = field(repr=False)
 
 
@@ -29,17 +28,27 @@ _STOP = object()
 
 
 class Batcher:
-    """One thread owns the predictor: it takes the waiting requests, up to `max_batch` images or whatever
-    arrives within `window_s` of the first, and answers them all with one `Predictor.answer` call.
-    Decoding and preparing happen in that thread too, so the event loop only parses HTTP."""
+    """One thread owns the predictor and answers a batch of requests with one `Predictor.answer` call;
+    decoding and preparing happen there too, so the event loop only parses HTTP.
+
+    The event loop forms the batches: requests that arrive while the thread computes wait, and the whole
+    wait (up to `max_batch` images) is the next batch the moment the thread is free; a request that finds
+    the thread idle waits `window_s` for company. So the batch grows with the load by itself, and the two
+    threads meet once per batch rather than once per request (each meeting is a wake-up and a GIL hand-over).
+    """
 
     def __init__(self, predictor: Predictor, *, max_batch: int, window_s: float, queue_size: int) -> None:
         self.predictor = predictor
         self.max_batch = max_batch
         self.window_s = window_s
-        # A thread-safe queue with a bound: put_nowait from the event loop never blocks it, and a
-        # full queue is an immediate 503 rather than latency that grows without limit.
-        self._jobs: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        # Touched only on the event loop; bounded, so a full wait is an immediate 503 rather than latency
+        # that grows without limit.
+        self._waiting: deque[_Job] = deque()
+        self._computing = False
+        self._window: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batches: queue.SimpleQueue = queue.SimpleQueue()  # from the event loop to the thread
         self._thread = threading.Thread(target=self._run, name="digitlab-batcher", daemon=True)
 
     @property
@@ -50,76 +59,70 @@ class Batcher:
         self._thread.start()
 
     def stop(self) -> None:
-        """Answer what is queued, then end the thread (called after the server has finished its requests)."""
+        """End the thread after the batch it computes (called once the server has finished its requests)."""
         if self._thread.is_alive():
-            self._jobs.put(_STOP)
+            self._batches.put(_STOP)
             self._thread.join()
 
     def submit(self, images: list[tuple[str, bytes | np.ndarray]], include_prepared: bool = False) -> asyncio.Future:
         """Queue images from the event loop; the future resolves to their answers, in order. Raises QueueFull."""
-        loop = asyncio.get_running_loop()
-        job = _Job(images, include_prepared, loop, loop.create_future())
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            raise QueueFull from None
+        if len(self._waiting) >= self.queue_size:
+            raise QueueFull
+        self._loop = asyncio.get_running_loop()
+        job = _Job(images, include_prepared, self._loop.create_future())
+        self._waiting.append(job)
+        if not self._computing:
+            if sum(len(waiting.images) for waiting in self._waiting) >= self.max_batch:
+                self._dispatch()
+            elif self._window is None:
+                self._window = self._loop.call_later(self.window_s, self._dispatch)
         return job.future
 
+    def _dispatch(self) -> None:
+        """On the event loop: hand the waiting requests, up to `max_batch` images, to the thread."""
+        if self._window is not None:
+            self._window.cancel()
+            self._window = None
+        # Without the thread (the app run without its lifespan) requests stay waiting and time out.
+        if self._computing or not self.running:
+            return
+        batch, images = [], 0
+        while self._waiting and (not batch or images + len(self._waiting[0].images) <= self.max_batch):
+            job = self._waiting.popleft()
+            # A job whose client gave up (timeout, disconnect) is dropped rather than computed for nobody.
+            if not job.future.cancelled():
+                batch.append(job)
+                images += len(job.images)
+        if batch:
+            self._computing = True
+            self._batches.put(batch)
+
     def _run(self) -> None:
-        while True:
-            batch = self._collect()
-            if batch is None:
-                return
-            self._answer(batch)
-
-    def _collect(self) -> list[_Job] | None:
-        """Block for the first job, then gather more until the batch is full or the window closes."""
-        first = self._jobs.get()
-        if first is _STOP:
-            return None
-        batch, images = [first], len(first.images)
-        closes = time.monotonic() + self.window_s
-        while images < self.max_batch:
+        while (batch := self._batches.get()) is not _STOP:
             try:
-                job = self._jobs.get(timeout=max(0.0, closes - time.monotonic()))
-            except queue.Empty:
-                break
-            if job is _STOP:
-                self._jobs.put(_STOP)  # answer this batch first, then stop
-                break
-            batch.append(job)
-            images += len(job.images)
-        return batch
+                answers = self.predictor.answer(
+                    [image for job in batch for image in job.images],
+                    include_prepared=any(job.include_prepared for job in batch),
+                )
+            except Exception as error:  # a bug, not bad input: every request of the batch reports it as a 500
+                self._loop.call_soon_threadsafe(self._settle, batch, None, error)
+            else:
+                self._loop.call_soon_threadsafe(self._settle, batch, answers, None)
 
-    def _answer(self, batch: list[_Job]) -> None:
-        # Jobs whose client gave up (timeout, disconnect) are skipped rather than computed for nobody.
-        batch = [job for job in batch if not job.future.cancelled()]
-        if not batch:
-            return
-        try:
-            answers = self.predictor.answer(
-                [image for job in batch for image in job.images],
-                include_prepared=any(job.include_prepared for job in batch),
-            )
-        except Exception as error:  # a bug, not bad input: every waiting request reports it as a 500
-            for job in batch:
-                job.loop.call_soon_threadsafe(_settle, job.future, None, error)
-            return
+    def _settle(self, batch: list[_Job], answers: list[dict] | None, error: Exception | None) -> None:
+        """On the event loop: answer the batch's requests (those still waiting), then start the next batch."""
         start = 0
         for job in batch:
-            mine = answers[start : start + len(job.images)]
+            mine = None if answers is None else answers[start : start + len(job.images)]
             start += len(job.images)
+            if job.future.done():  # the request timed out meanwhile: nobody is waiting
+                continue
+            if error is not None:
+                job.future.set_exception(error)
+                continue
             if not job.include_prepared:
                 for answer in mine:
                     answer.pop("prepared", None)
-            job.loop.call_soon_threadsafe(_settle, job.future, mine, None)
-
-
-def _settle(future: asyncio.Future, result: list[dict] | None, error: Exception | None) -> None:
-    """Runs on the event loop; the request may have timed out meanwhile, and then nobody is waiting."""
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+            job.future.set_result(mine)
+        self._computing = False
+        self._dispatch()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gc
 import io
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -378,7 +379,12 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 def _worker_app(settings: ServeSettings) -> FastAPI:
     """What each server process runs: its own torch threads and model."""
     torch.set_num_threads(settings.torch_threads)
-    return create_app(settings)
+    app = create_app(settings)
+    # Torch, FastAPI and the model live as long as the process (~250,000 objects): frozen out of the garbage
+    # collector, a full collection scans only what requests left behind instead of pausing every request in
+    # flight for over 100 ms.
+    gc.freeze()
+    return app
 
 
 def serve(settings: ServeSettings) -> None:
