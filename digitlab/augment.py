@@ -26,12 +26,6 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return _ink(warped, generator).clamp_(0, 1)
 
 
-def random_affine(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Small random rotations, scalings, shears and shifts, the distortions handwriting varies by."""
-    return F.grid_sample(batch, _affine_grid(batch, generator), mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
-
-
 def _uniform(count: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(count, generator=generator).mul_(high - low).add_(low)
 
