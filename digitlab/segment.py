@@ -46,10 +46,11 @@ def read_digits(gray: np.ndarray) -> tuple[np.ndarray, list[DigitSegment]]:
     """The whole image as one digit (exactly `prepare_digit`'s answer) and the digits found in it, from
     one ink analysis: a reader needs both, and finding the ink is the costly part."""
     found = find_ink(gray)
-    return mnist_style_crop(found.ink, found.mask), _segments(found, gray.shape)
+    whole = mnist_style_crop(found.ink, found.mask)
+    return whole, _segments(found, gray.shape, whole)
 
 
-def _segments(found: InkMap, shape: tuple[int, int]) -> list[DigitSegment]:
+def _segments(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> list[DigitSegment]:
     labels, count = ndimage.label(found.mask, structure=SQUARE)
     if count == 0:
         return []
@@ -62,7 +63,7 @@ def _segments(found: InkMap, shape: tuple[int, int]) -> list[DigitSegment]:
     ]
     if len(digits) == 1:
         # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree.
-        digits = [_Piece.of(found.mask)]
+        return [DigitSegment(_original_box(_Piece.of(found.mask), found.scale, shape), whole)]
     return [
         DigitSegment(_original_box(piece, found.scale, shape), mnist_style_crop(found.ink, piece.mask))
         for piece in digits
