@@ -25,6 +25,8 @@ INK_THRESHOLD = 8
 # Analysis runs on a copy whose longer side is at most this: a 12 MP photo shrinks 8-fold, and a digit
 # that fills a tenth of the photo still keeps about 50 pixels, more than the 20 it ends as.
 ANALYSIS_SIDE = 512
+# A clean image (plain ground all round, a canvas drawing) is analysed at most this large.
+CLEAN_SIDE = 112
 # Polarity needs only the coarse picture; its median filter runs on a copy this small.
 POLARITY_SIDE = 64
 # The background is estimated over windows this fraction of the shorter side: wider than any stroke
@@ -107,7 +109,8 @@ def _to_gray(image: Image.Image) -> np.ndarray:
         values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
         scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
         return scaled.round().astype(np.uint8)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    opaque = image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] == 255
+    if not opaque and (image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)):
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, rgba)
@@ -150,6 +153,11 @@ def find_ink(gray: np.ndarray) -> InkMap:
     if border.max() <= INK_THRESHOLD or border.min() >= 255 - INK_THRESHOLD:
         # A clean digit (MNIST itself, a drawing on a blank canvas): the border says the polarity and
         # there is no light to flatten, so only specks need removing. This keeps MNIST as it is, and fast.
+        if max(image.shape) > CLEAN_SIDE:
+            # A drawing on a blank canvas needs no analysis at full size: a fifth of a 280-pixel canvas is
+            # still far more than the 20 pixels the digit ends as.
+            scale *= CLEAN_SIDE / max(image.shape)
+            image = _resize(image, CLEAN_SIDE / max(image.shape))
         ground = float(np.median(border))
         ink = np.maximum(image - ground if border.max() <= INK_THRESHOLD else ground - image, 0)
         # Stretched to full range first, so even the faintest ink on a plain ground counts.
