@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--mistakes", type=Path, metavar="DIR",
                         help="write a contact sheet of each set's worst mistakes into DIR")
     args = parser.parse_args()
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1, got {args.limit}")
     console = Console()
 
     generated = [name for name in args.sets if name in SETS]
