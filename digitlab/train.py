@@ -42,7 +42,7 @@ class Recipe:
     schedule: str = "constant"
     warmup_fraction: float = 0.0
     label_smoothing: float = 0.0
-    # Random warps, stroke width, blur, fading and noise (digitlab.augment) on every training batch.
+    # Random warps, stroke width, blur, greyer ink and noise (digitlab.augment) on every training batch.
     augment: bool = False
     # Digits rendered in printed and handwriting fonts (digitlab.printed) added to the training digits.
     printed_digits: int = 0

@@ -158,6 +158,7 @@ def find_ink(gray: np.ndarray) -> InkMap:
             # still far more than the 20 pixels the digit ends as.
             scale *= CLEAN_SIDE / max(image.shape)
             image = _resize(image, CLEAN_SIDE / max(image.shape))
+            stages.append(("analysis copy", image))
         ground = float(np.median(border))
         ink = np.maximum(image - ground if border.max() <= INK_THRESHOLD else ground - image, 0)
         # Stretched to full range first, so even the faintest ink on a plain ground counts.
@@ -281,6 +282,8 @@ def _ink_is_light(image: np.ndarray) -> bool:
     deviation = (image - background).ravel()
     deviation -= deviation.mean()
     return float(deviation @ (deviation * deviation)) >= 0
+
+
 def _sparse_median_filter(image: np.ndarray, size: int) -> np.ndarray:
     """The median of each `size` x `size` window (edges repeated), taken only every third of a window apart:
     the paper's level changes slowly, so a coarse grid of medians, enlarged, stands for the full filter at a
