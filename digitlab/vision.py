@@ -72,6 +72,8 @@ LINE_DIGIT_RATIO = 0.5
 # A ruled line is also much longer than the digit is wide (or tall, for a vertical line).
 LINE_LENGTH_RATIO = 2.0
 SQUARE = np.ones((3, 3), dtype=bool)
+# Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
+FINE_LINE = np.ones((2, 2), dtype=bool)
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -196,6 +198,18 @@ def find_ink(gray: np.ndarray) -> InkMap:
         if stricter.any() and _came_free(_largest_piece(stricter), mask):
             mask = stricter
             stages.append((f"stricter cut x{factor:g}", mask))
+    if mask.any() and _touches_border(_largest_piece(mask)):
+        # A frame of fine lines joined to a bolder digit (a house-number plate) parts where lines are thinner
+        # than the strokes: an opening removes them. It stands only if it frees a digit-sized piece and what
+        # it takes away (with the pieces still at the border, the frame's remains) spans the image as a frame.
+        opened = _keep_digit_components(_remove_ruled_lines(ndimage.binary_opening(mask, FINE_LINE)))
+        if opened.any() and _came_free(_largest_piece(opened), mask):
+            # The opening also rounds the digit's own corners and thin ends; a pixel of regrowth within
+            # the ink gives them back without reaching along the lines.
+            freed = mask & ndimage.binary_dilation(_inner_pieces(opened), SQUARE)
+            if _spans_image(mask & ~freed):
+                mask = freed
+                stages.append(("fine lines opened", mask))
     return InkMap(contrast, mask, scale, tuple(stages))
 
 
@@ -394,12 +408,16 @@ def _largest_is_frame(mask: np.ndarray) -> bool:
     frame does and a digit (even one cut tight, which spans only its height) does not."""
     if not _touches_border(mask):
         return False
-    largest = _largest_piece(mask)
-    rows, columns = np.flatnonzero(largest.any(axis=1)), np.flatnonzero(largest.any(axis=0))
+    return _spans_image(_largest_piece(mask))
+
+
+def _spans_image(ink: np.ndarray) -> bool:
+    """Whether ink reaches the border and spans nearly all of the image both ways, as a frame does."""
+    rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     return (
-        _touches_border(largest)
-        and rows[-1] - rows[0] + 1 >= FRAME_SPAN * mask.shape[0]
-        and columns[-1] - columns[0] + 1 >= FRAME_SPAN * mask.shape[1]
+        _touches_border(ink)
+        and rows[-1] - rows[0] + 1 >= FRAME_SPAN * ink.shape[0]
+        and columns[-1] - columns[0] + 1 >= FRAME_SPAN * ink.shape[1]
     )
 
 
@@ -412,6 +430,21 @@ def _came_free(digit: np.ndarray, before: np.ndarray) -> bool:
         and rows[-1] - rows[0] + 1 >= FREED_HEIGHT * before.shape[0]
         and digit.sum() >= FREED_SHARE * before.sum()
     )
+
+
+def _at_border(labels: np.ndarray, count: int) -> np.ndarray:
+    """Which of the labelled pieces (and the background, label 0) reach the image's border."""
+    touching = np.zeros(count + 1, dtype=bool)
+    touching[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    return touching
+
+
+def _inner_pieces(mask: np.ndarray) -> np.ndarray:
+    """The ink of the pieces that do not reach the border."""
+    labels, count = ndimage.label(mask, structure=SQUARE)
+    touching = _at_border(labels, count)
+    touching[0] = True
+    return ~touching[labels]
 
 
 def _largest_area(mask: np.ndarray) -> int:
@@ -430,12 +463,16 @@ def _keep_digit_components(mask: np.ndarray) -> np.ndarray:
     areas[0] = 0
     keep = areas >= SPECK_FRACTION * areas.max()
     keep[0] = False
-    touching = np.zeros(count + 1, dtype=bool)
-    touching[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    touching = _at_border(labels, count)
     inner = keep & ~touching
-    # In an image the size of a digit (a scanner's crop), ink at the border is the digit cut tight, not a frame.
+    # In an image the size of a digit (a scanner's crop), ink at the border is the digit cut tight, unless it
+    # runs round the whole image, about ink inside: then it is the frame of a small plate.
     page = max(mask.shape) >= LINED_PAGE_SIDE
-    if page and inner.any() and areas[inner].sum() >= FRAME_RATIO * areas[keep & touching].sum():
+    enough_inside = inner.any() and areas[inner].sum() >= FRAME_RATIO * areas[keep & touching].sum()
+    if not page and enough_inside:
+        for index in np.flatnonzero(keep & touching):
+            keep[index] = not _spans_image(labels == index)
+    if page and enough_inside:
         boxes = ndimage.find_objects(labels)
         inside = [boxes[index - 1] for index in np.flatnonzero(inner)]
         height = max(box[0].stop for box in inside) - min(box[0].start for box in inside)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from PIL import Image
 
 from digitlab.errors import ImageError
@@ -358,6 +359,19 @@ def test_ruled_lines_across_the_digit_are_removed(ink, clean):
     assert similarity(prepared, clean) > 0.85
 
 
+def test_fine_frame_joined_to_a_bold_digit_is_opened_away(mnist_test):
+    # A small house-number plate (like the tutorial's 9.png): a bold light digit, and a frame of fine lines
+    # round the plate with one of them running into the digit, all one piece of ink.
+    bold = ndimage.grey_dilation(mnist_test[0][18], size=(2, 2)).astype(np.float32)
+    plate = np.full((36, 36), 40.0)
+    plate[4:32, 4:32] = np.maximum(plate[4:32, 4:32], bold)
+    alone = prepare_digit(plate.astype(np.uint8))
+    plate[0, :] = plate[-1, :] = plate[:, 0] = plate[:, -1] = 230
+    rows, columns = np.nonzero(bold > 128)
+    plate[: rows[0] + 4, columns[0] + 4] = 230
+    assert similarity(prepare_digit(plate.astype(np.uint8)), alone) > 0.9
+
+
 def test_digit_cut_tight_at_the_border_is_kept(ink, clean):
     rows, columns = np.nonzero(ink > 0.05)
     tight = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
@@ -392,7 +406,7 @@ def test_blank_noisy_paper_prepares_to_black():
     assert prepare_digit(paper).max() == 0
 
 
-@pytest.mark.parametrize("name, digit", [(f"{digit}.png", digit) for digit in range(1, 9)])
+@pytest.mark.parametrize("name, digit", [(f"{digit}.png", digit) for digit in range(1, 10)])
 def test_tutorial_examples_are_read_right_by_the_shipped_model(name, digit):
     from digitlab.predict import Predictor
 
