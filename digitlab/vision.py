@@ -198,7 +198,7 @@ def find_ink(gray: np.ndarray) -> InkMap:
         if stricter.any() and _came_free(_largest_piece(stricter), mask):
             mask = stricter
             stages.append((f"stricter cut x{factor:g}", mask))
-    if mask.any() and _touches_border(_largest_piece(mask)):
+    if _touches_border(mask) and _touches_border(_largest_piece(mask)):
         # A frame of fine lines joined to a bolder digit (a house-number plate) parts where lines are thinner
         # than the strokes: an opening removes them. It stands only if it frees a digit-sized piece and what
         # it takes away (with the pieces still at the border, the frame's remains) spans the image as a frame.
@@ -469,10 +469,10 @@ def _keep_digit_components(mask: np.ndarray) -> np.ndarray:
     # runs round the whole image, about ink inside: then it is the frame of a small plate.
     page = max(mask.shape) >= LINED_PAGE_SIDE
     enough_inside = inner.any() and areas[inner].sum() >= FRAME_RATIO * areas[keep & touching].sum()
-    if not page and enough_inside:
+    if enough_inside and not page:
         for index in np.flatnonzero(keep & touching):
             keep[index] = not _spans_image(labels == index)
-    if page and enough_inside:
+    elif enough_inside:
         boxes = ndimage.find_objects(labels)
         inside = [boxes[index - 1] for index in np.flatnonzero(inner)]
         height = max(box[0].stop for box in inside) - min(box[0].start for box in inside)

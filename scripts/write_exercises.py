@@ -118,11 +118,14 @@ def best_run_line() -> str:
     metrics_path = BEST_RUN / "metrics.json"
     if not metrics_path.exists():
         return "not measured on this machine yet (no runs/best/metrics.json)."
-    metrics = json.loads(metrics_path.read_text())
-    return (
-        f"{metrics['test_accuracy']:.2%} test accuracy (seed {metrics['seed']}) after {metrics['epochs']} epochs "
-        f"and {metrics['train_seconds'] / 60:.0f} minutes of training on {metrics['threads']} threads."
-    )
+    try:
+        metrics = json.loads(metrics_path.read_text())
+        return (
+            f"{metrics['test_accuracy']:.2%} test accuracy (seed {metrics['seed']}) after {metrics['epochs']} epochs "
+            f"and {metrics['train_seconds'] / 60:.0f} minutes of training on {metrics['threads']} threads."
+        )
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise SystemExit(f"{metrics_path}: not a finished run's metrics ({error!r}); retrain it or remove the folder")
 
 
 if __name__ == "__main__":
