@@ -218,6 +218,9 @@ def serve(
         Optional[int], typer.Option(help="Server processes, each with its own model (default 1).")
     ] = None,
     torch_threads: Annotated[Optional[int], typer.Option(help="Torch threads per process (default 1).")] = None,
+    requests_per_connection: Annotated[
+        Optional[int], typer.Option(help="Requests a keep-alive connection carries before it is closed (default 100).")
+    ] = None,
 ) -> None:
     """Serve the model over HTTP (REST API under /v1, docs at /docs) with a draw-a-digit page at /."""
     try:
@@ -229,6 +232,7 @@ def serve(
         host=host, port=port, model=model, max_upload_bytes=max_upload_bytes, max_images=max_images,
         batch_window_ms=batch_window_ms, max_batch=max_batch, queue_size=queue_size, timeout_s=timeout,
         max_connections=max_connections, workers=workers, torch_threads=torch_threads,
+        requests_per_connection=requests_per_connection,
     )
     run_service(ServeSettings(**{name: value for name, value in given.items() if value is not None}))
 
