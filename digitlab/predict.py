@@ -87,10 +87,9 @@ class Predictor:
         for index, digit, digit_probabilities, found in zip(readable, digits, probabilities, several):
             answer = self._answer(images[index][0], digit_probabilities, digit)
             ways = [[[(segment, next(segment_probabilities)) for segment in way] for way in piece.ways] for piece in found]
-            # Other cuts are weighed beside other digits, or when the image reads unsurely as one digit; a lone
-            # sure digit keeps its shape's cut: halves of a 4 or a wide 0 can read surely as a 6 and a 1 or a 3.
-            weigh_cuts = len(found) > 1 or digit_probabilities.max() < self.reject_threshold_
-            chosen = [_surest_way(piece_ways) if weigh_cuts else piece_ways[0] for piece_ways in ways]
+            # Other cuts are weighed only beside other pieces of ink: a lone piece keeps its shape's cut, since
+            # halves of a 4 or a wide 0 read surely as a 6 and a 1 or a 3, and halves of a shoe or a star as digits.
+            chosen = [_surest_way(piece_ways) if len(found) > 1 else piece_ways[0] for piece_ways in ways]
             read = [entry for way in chosen for entry in way]
             # Several digits only when each of them reads more surely than the whole does as one digit: a
             # tilted 0 cut in two, or a 0 drawn as two arcs, reads surely whole and unsurely in pieces.

@@ -168,8 +168,9 @@ def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray) -> list[list[_Piece
     cut_ways = [_even_cuts(profile, count)] if count >= 2 else [[]]
     if piece.width >= TRY_ASPECT * height or (bool(widths) and piece.width >= TRY_WIDTH * float(np.median(widths))):
         cut_ways += [[cut] for cut in _deepest_cuts(profile, round(CUT_APART * height))]
-        # Two digits are cut at the profile's minima above; three or more evenly.
-        cut_ways += [_even_cuts(profile, other) for other in (count - 1, count + 1) if other > 2]
+        # Two digits are cut at the profile's minima above; three or more evenly, each at least two columns
+        # wide (a speck of a few pixels has no room for more cuts).
+        cut_ways += [_even_cuts(profile, other) for other in (count - 1, count + 1) if 2 < other <= piece.width / 2]
     ways, seen = [], set()
     for cuts in cut_ways:
         parts = _cut(piece, cuts, height)
