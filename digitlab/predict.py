@@ -70,12 +70,12 @@ class Predictor:
         `digitlab predict --json` and the service share; a bad image gets its own error and the rest are answered.
         `include_prepared` adds the 28x28 digit the model saw (rows of 0..255), for people checking preprocessing."""
         answers: list[dict] = [{} for _ in images]
-        readable, digits, segments = [], [], []
+        readable, digits, pieces = [], [], []
         for index, (name, source) in enumerate(images):
             try:
                 digit, found = read_digits(self._read_gray(name, source))
                 digits.append(digit)
-                segments.append(found)
+                pieces.append(found)
                 readable.append(index)
             except (ImageError, UsageError) as error:
                 answers[index] = {
@@ -83,28 +83,33 @@ class Predictor:
                 }
         if not digits:
             return answers
-        # Whole images and the digits found inside them, in one model call.
-        several = [found if len(found) > 1 else [] for found in segments]
-        pieces = [segment.digit for found in several for segment in found]
-        probabilities = self.predict_proba_prepared(np.stack(digits + pieces))
-        piece_probabilities = iter(probabilities[len(digits) :])
+        # Whole images and every way of cutting their pieces of ink, in one model call. An image whose only
+        # segment is its one piece whole, with no cut offered, is a single digit: nothing more to read.
+        several = [found if sum(len(way) for piece in found for way in piece.ways) > 1 else [] for found in pieces]
+        segments = [segment for found in several for piece in found for way in piece.ways for segment in way]
+        probabilities = self.predict_proba_prepared(np.stack(digits + [segment.digit for segment in segments]))
+        segment_probabilities = iter(probabilities[len(digits) :])
         for index, digit, digit_probabilities, found in zip(readable, digits, probabilities, several):
             answer = self._answer(images[index][0], digit_probabilities, digit)
-            found_probabilities = [next(piece_probabilities) for _ in found]
+            ways = [[[(segment, next(segment_probabilities)) for segment in way] for way in piece.ways] for piece in found]
+            # Other cuts are weighed only beside other pieces of ink: a lone piece keeps its shape's cut, since
+            # halves of a 4 or a wide 0 read surely as a 6 and a 1 or a 3, and halves of a shoe or a star as digits.
+            chosen = [_surest_way(piece_ways) if len(found) > 1 else piece_ways[0] for piece_ways in ways]
+            read = [entry for way in chosen for entry in way]
             # Several digits only when each of them reads more surely than the whole does as one digit: a
             # tilted 0 cut in two, or a 0 drawn as two arcs, reads surely whole and unsurely in pieces.
-            if found and min(row.max() for row in found_probabilities) > digit_probabilities.max():
-                answer.update(self._read_number(found, found_probabilities))
+            if len(read) > 1 and min(row.max() for _, row in read) > digit_probabilities.max():
+                answer.update(self._read_number(read))
             if include_prepared:
                 answer["prepared"] = digit.tolist()
             answers[index] = answer
         return answers
 
-    def _read_number(self, found: list[DigitSegment], probabilities: list[np.ndarray]) -> dict:
-        """The digits of a multi-digit image, each with its box, and the number they spell (None if any
-        of them is not a digit)."""
+    def _read_number(self, found: list[tuple[DigitSegment, np.ndarray]]) -> dict:
+        """The digits of a multi-digit image (each with its probabilities), with their boxes, and the number
+        they spell (None if any of them is not a digit)."""
         read = []
-        for segment, row in zip(found, probabilities):
+        for segment, row in found:
             reason = self.rejection(segment.digit, row)
             best = int(row.argmax())
             read.append({
@@ -207,6 +212,13 @@ class Predictor:
             f"not a digit: the model's confidence {confidence:.0%} is below the {self.reject_threshold_:.0%} "
             f"that {ACCEPTED_DIGITS:.0%} of validation digits reach"
         )
+
+
+def _surest_way(ways: list[list[tuple[DigitSegment, np.ndarray]]]) -> list[tuple[DigitSegment, np.ndarray]]:
+    """Of the ways of cutting a piece of ink (each digit with its probabilities), the one whose least sure
+    digit is surest; the first, the piece's shape's own, unless another beats it. A "49" read whole as a 4
+    is beaten by a cut whose 4 and 9 both read more surely; a 0 cut into two arcs reads less surely."""
+    return max(ways, key=lambda way: min(row.max() for _, row in way))
 
 
 def not_a_digit_reason(digit: np.ndarray) -> str | None:

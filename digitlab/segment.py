@@ -1,5 +1,6 @@
 """Several digits in one image (a house number, a year, a postcode): find each digit, in reading order,
-and prepare it exactly as `vision.prepare_digit` prepares a single one."""
+and prepare it exactly as `vision.prepare_digit` prepares a single one. Where a piece of ink may hold
+touching digits, offer the ways of cutting it; the reader (`Predictor`) lets the model choose."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ SPLIT_ASPECT = 1.2
 # A digit alone is split by this typical width for its height; pieces narrower than ONE_ASPECT are 1s.
 DIGIT_ASPECT = 0.7
 ONE_ASPECT = 0.4
+# A narrower piece may still be two touching digits (a "49", a "58"): one at least this wide for its height, or
+# TRY_WIDTH times its row's other digits (a "10" is narrower than its height), is also offered cut in two.
+TRY_ASPECT = 0.9
+TRY_WIDTH = 1.3
+# The cuts in two offered: the deepest minima of the ink profile, at least a stroke (CUT_APART of the
+# height) from each other and from the piece's ends; few, since each costs a crop.
+CUTS_TRIED = 3
+CUT_APART = 0.1
 # A cut between touching digits is looked for this fraction of a digit's width either side of where
 # an even split would put it.
 CUT_SEARCH = 0.35
@@ -36,43 +45,47 @@ class DigitSegment:
     digit: np.ndarray
 
 
+@dataclass(frozen=True)
+class InkPiece:
+    """One piece of ink in reading order and the ways of reading it, each a tuple of digits: `ways[0]` is
+    how its shape alone cuts it (whole, or by its width), the others are other cuts for a model to weigh."""
+
+    ways: tuple[tuple[DigitSegment, ...], ...]
+
+
 def segment_digits(gray: np.ndarray) -> list[DigitSegment]:
-    """The digits in a grayscale image in reading order (rows top to bottom, each left to right). One
-    digit gives one segment, identical to `prepare_digit`'s answer; a blank image gives none."""
-    return read_digits(gray)[1]
+    """The digits in a grayscale image in reading order (rows top to bottom, each left to right), cut by
+    shape alone. One digit gives one segment, identical to `prepare_digit`'s answer; a blank image none."""
+    return [digit for piece in read_digits(gray)[1] for digit in piece.ways[0]]
 
 
-def read_digits(gray: np.ndarray) -> tuple[np.ndarray, list[DigitSegment]]:
-    """The whole image as one digit (exactly `prepare_digit`'s answer) and the digits found in it, from
+def read_digits(gray: np.ndarray) -> tuple[np.ndarray, list[InkPiece]]:
+    """The whole image as one digit (exactly `prepare_digit`'s answer) and the pieces of ink found in it, from
     one ink analysis: a reader needs both, and finding the ink is the costly part."""
     found = find_ink(gray)
     whole = mnist_style_crop(found.ink, found.mask)
-    return whole, _segments(found, gray.shape, whole)
+    return whole, _ink_pieces(found, gray.shape, whole)
 
 
-def _segments(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> list[DigitSegment]:
+def _ink_pieces(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> list[InkPiece]:
     labels, count = ndimage.label(found.mask, structure=SQUARE)
     if count == 0:
         return []
     pieces = [_Piece.of(labels == index + 1) for index in range(count)]
-    digits = [
-        digit
-        for row in _reading_order(_merge_broken(pieces))
-        for piece in row
-        for digit in _split_touching(piece, row, found.ink)
-    ]
-    if len(digits) == 1:
+    ways = [_ways(piece, row, found.ink) for row in _reading_order(_merge_broken(pieces)) for piece in row]
+    crops: dict[_Piece, DigitSegment] = {}
+    if len(ways) == 1 and len(ways[0][0]) == 1:
         # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree.
-        return [DigitSegment(_original_box(_Piece.of(found.mask), found.scale, shape), whole)]
-    return [
-        DigitSegment(_original_box(piece, found.scale, shape), mnist_style_crop(found.ink, piece.mask))
-        for piece in digits
-    ]
+        crops[ways[0][0][0]] = DigitSegment(_original_box(_Piece.of(found.mask), found.scale, shape), whole)
+    for part in {part for piece_ways in ways for way in piece_ways for part in way} - crops.keys():
+        crops[part] = DigitSegment(_original_box(part, found.scale, shape), mnist_style_crop(found.ink, part.mask))
+    return [InkPiece(tuple(tuple(crops[part] for part in way) for way in piece_ways)) for piece_ways in ways]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Piece:
-    """A set of ink pixels (a full-size mask) and its bounding box at analysis resolution."""
+    """A set of ink pixels (a full-size mask) and its bounding box at analysis resolution; equal only to
+    itself, so two ways that share a part crop it once."""
 
     mask: np.ndarray
     top: int
@@ -139,29 +152,64 @@ def _reading_order(pieces: list[_Piece]) -> list[list[_Piece]]:
     return [sorted(row, key=lambda piece: piece.left) for row in rows]
 
 
-def _split_touching(piece: _Piece, row: list[_Piece], ink: np.ndarray) -> list[_Piece]:
-    """Cut a piece too wide for one digit into as many as its width suggests (measured against the other
-    digits of its row, or a typical digit's shape when it is alone), each cut at the column with the least
-    ink near where an even split would put it."""
+def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray) -> list[list[_Piece]]:
+    """The ways of cutting a piece into digits. First the one its shape suggests: whole, or, when it is too
+    wide for one digit, as many digits as its width holds (measured against the other digits of its row, or
+    a typical digit's shape when it is alone), cut where the ink is thinnest near even spacing. Then, for a
+    piece wide enough to hold touching digits, one digit more or fewer and other cuts in two."""
     height = max(other.height for other in row)
-    if piece.width < SPLIT_ASPECT * height:
-        return [piece]
     # Widths of the row's other digits, leaving out 1s, which are no guide to the others.
     widths = [other.width for other in row if other is not piece and other.width >= ONE_ASPECT * height]
     # Never wider than a typical digit: when every piece of the row holds touching digits (a "20" and a
     # "01"), the other pieces' widths are those of pairs.
     expected = min(float(np.median(widths)), DIGIT_ASPECT * height) if widths else DIGIT_ASPECT * height
-    count = round(piece.width / expected)
-    if count < 2:
-        return [piece]
+    count = round(piece.width / expected) if piece.width >= SPLIT_ASPECT * height else 1
     profile = (ink * piece.mask)[:, piece.left : piece.right].sum(axis=0)
-    step = piece.width / count
+    cut_ways = [_even_cuts(profile, count)] if count >= 2 else [[]]
+    if piece.width >= TRY_ASPECT * height or (bool(widths) and piece.width >= TRY_WIDTH * float(np.median(widths))):
+        cut_ways += [[cut] for cut in _deepest_cuts(profile, round(CUT_APART * height))]
+        # Two digits are cut at the profile's minima above; three or more evenly, each at least two columns
+        # wide (a speck of a few pixels has no room for more cuts).
+        cut_ways += [_even_cuts(profile, other) for other in (count - 1, count + 1) if 2 < other <= piece.width / 2]
+    ways, seen = [], set()
+    for cuts in cut_ways:
+        parts = _cut(piece, cuts, height)
+        boxes = tuple((part.left, part.top, part.right, part.bottom) for part in parts)
+        if boxes not in seen:
+            seen.add(boxes)
+            ways.append(parts)
+    return ways
+
+
+def _even_cuts(profile: np.ndarray, count: int) -> list[int]:
+    """Cuts into `count` digits, each at the column with the least ink near where an even split puts it."""
+    step = len(profile) / count
     cuts = []
     for index in range(1, count):
         expected_cut = round(index * step)
         low = max(1, round(expected_cut - CUT_SEARCH * step))
-        high = min(piece.width - 1, round(expected_cut + CUT_SEARCH * step))
+        high = min(len(profile) - 1, round(expected_cut + CUT_SEARCH * step))
         cuts.append(low + int(np.argmin(profile[low : high + 1])))
+    return cuts
+
+
+def _deepest_cuts(profile: np.ndarray, apart: int) -> list[int]:
+    """Up to CUTS_TRIED columns where the ink profile has a minimum, thinnest first, `apart` from each other
+    and from the ends: where two touching digits meet, wherever along the piece that is."""
+    apart = max(apart, 1)
+    floor = ndimage.minimum_filter1d(profile, 2 * apart + 1, mode="nearest")
+    minima = [column for column in range(apart, len(profile) - apart) if profile[column] == floor[column]]
+    cuts: list[int] = []
+    for column in sorted(minima, key=lambda column: profile[column]):
+        if len(cuts) < CUTS_TRIED and all(abs(column - cut) >= apart for cut in cuts):
+            cuts.append(column)
+    return cuts
+
+
+def _cut(piece: _Piece, cuts: list[int], height: int) -> list[_Piece]:
+    """The piece cut straight down at the given columns (counted from its left)."""
+    if not cuts:
+        return [piece]
     parts = []
     for start, stop in zip([0, *cuts], [*cuts, piece.width]):
         part = np.zeros_like(piece.mask)
@@ -178,7 +226,7 @@ def _split_touching(piece: _Piece, row: list[_Piece], ink: np.ndarray) -> list[_
         sliver = parts.pop(index)
         neighbour = max(index - 1, 0)
         parts[neighbour] = parts[neighbour].joined(sliver)
-    return parts
+    return parts if len(parts) > 1 else [piece]
 
 
 def _original_box(piece: _Piece, scale: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -33,14 +33,18 @@ def ink_columns(digit: np.ndarray) -> np.ndarray:
     return digit[:, columns[0] : columns[-1] + 1]
 
 
-def number_on_paper(digits: list[np.ndarray], gap: int, enlarge: int = 4) -> tuple[np.ndarray, list[int]]:
-    """MNIST digits side by side `gap` pixels apart (negative: overlapping), enlarged and written in dark ink
-    on grey-white paper; also where each digit starts, in the returned image's pixels."""
+def number_on_paper(
+    digits: list[np.ndarray], gap: int | list[int], enlarge: int = 4
+) -> tuple[np.ndarray, list[int]]:
+    """MNIST digits side by side `gap` pixels apart (negative: overlapping; one gap for all, or one per pair of
+    neighbours), enlarged and written in dark ink on grey-white paper; also where each digit starts, in the
+    returned image's pixels."""
     tiles = [ink_columns(digit) for digit in digits]
-    width = 12 + sum(tile.shape[1] for tile in tiles) + gap * (len(tiles) - 1)
+    gaps = [gap] * (len(tiles) - 1) if isinstance(gap, int) else gap
+    width = 12 + sum(tile.shape[1] for tile in tiles) + sum(gaps)
     canvas = np.zeros((28, width), dtype=np.uint8)
     starts, left = [], 6
-    for tile in tiles:
+    for tile, gap in zip(tiles, [*gaps, 0]):
         region = canvas[:, left : left + tile.shape[1]]
         np.maximum(region, tile, out=region)
         starts.append(left)
@@ -77,9 +81,11 @@ def test_one_digit_gives_one_segment_identical_to_prepare_digit(mnist_test):
 @pytest.mark.parametrize("gap", [8, 2], ids=["apart", "close"])
 def test_read_digits_gives_prepare_digits_answer_beside_the_segments(mnist_test, gap):
     paper, _ = number_on_paper([mnist_test[0][index] for index in NUMBER], gap=gap)
-    whole, segments = read_digits(paper)
+    whole, pieces = read_digits(paper)
     np.testing.assert_array_equal(whole, prepare_digit(paper))
-    assert [segment.box for segment in segments] == [segment.box for segment in segment_digits(paper)]
+    assert [segment.box for piece in pieces for segment in piece.ways[0]] == [
+        segment.box for segment in segment_digits(paper)
+    ]
 
 
 @pytest.mark.parametrize("gap", [8, 2], ids=["apart", "close"])
@@ -99,6 +105,23 @@ def test_touching_digits_are_split(mnist_test, predictor, pair):
     paper, _ = number_on_paper([images[index] for index in pair], gap=-1)  # strokes run into each other
     assert ndimage.label(find_ink(paper).mask, structure=np.ones((3, 3)))[1] == 1  # one piece of ink
     assert read(predictor, paper) == "".join(str(labels[index]) for index in pair)
+
+
+@pytest.mark.parametrize(
+    "number", [(4, 14, 3), (1, 19, 12), (1, 2, 17)], ids=["4 and 10", "2 and 49", "2 and 17"]
+)
+def test_touching_digits_too_narrow_to_split_by_shape_are_cut_where_the_model_reads_them(
+    mnist_test, predictor, number
+):
+    # The touching pair is narrower than SPLIT_ASPECT times its height: its shape alone leaves it whole, and
+    # only reading the ways of cutting it finds its two digits.
+    images, labels = mnist_test
+    paper, _ = number_on_paper([images[index] for index in number], gap=[8, -1])
+    assert ndimage.label(find_ink(paper).mask, structure=np.ones((3, 3)))[1] == 2  # a digit, and a touching pair
+    assert len(segment_digits(paper)) == 2
+    answer = predictor.answer([("number", paper)])[0]
+    assert answer["number"] == "".join(str(labels[index]) for index in number)
+    assert [entry["box"][0] for entry in answer["digits"]] == sorted(entry["box"][0] for entry in answer["digits"])
 
 
 def test_a_broken_stroke_stays_one_digit(mnist_test, predictor):
