@@ -207,6 +207,8 @@ def test_onnxruntime_and_pytorch_backends_give_the_same_probabilities(model_path
     assert (onnx_backend.backend_, torch_backend.backend_) == ("onnxruntime", "torch")
     digits = mnist_test[0][:3000]  # more than one onnxruntime call
     np.testing.assert_allclose(onnx_backend.predict_proba_prepared(digits), torch_backend.predict_proba_prepared(digits), atol=1e-6)
+    # A few digits go through the one-thread session, and read the same.
+    np.testing.assert_allclose(onnx_backend.predict_proba_prepared(digits[:5]), torch_backend.predict_proba_prepared(digits[:5]), atol=1e-6)
     assert onnx_backend.predict_proba_prepared(digits[:0]).shape == (0, 10)
     with pytest.raises(UsageError, match="backend"):
         Predictor(model_path, backend="tensorrt")

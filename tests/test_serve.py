@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import signal
@@ -300,6 +301,22 @@ def test_server_process_batches_concurrent_requests(server, predictor):
     assert [status for status, _ in answers] == [200] * len(examples)
     expected = [answer["digit"] for answer in predictor.predict_files(examples)]
     assert [body["results"][0]["digit"] for _, body in answers] == expected
+
+
+def test_a_connection_is_closed_politely_after_its_share_of_requests(server):
+    """So that connections a burst of clients left on one worker move to the others as they reconnect."""
+    connection = http.client.HTTPConnection(server.removeprefix("http://"), timeout=60)
+    limit = ServeSettings().requests_per_connection
+    for _ in range(limit - 1):
+        connection.request("GET", "/v1/health")
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("connection") != "close"
+        response.read()
+    connection.request("GET", "/v1/health")
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("connection") == "close"
+    response.read()
+    assert connection.sock is None  # http.client closes a connection the server said it closes
 
 
 @pytest.mark.fault("service")
