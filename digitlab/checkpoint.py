@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 from .errors import ModelFileError
 from .modelfile import write_safetensors
@@ -31,12 +30,9 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     shuffle_rng: torch.Generator,
     state: TrainingState,
-    averaged: AveragedModel | None = None,
 ) -> None:
     """Write atomically, so a kill mid-write leaves the previous checkpoint intact."""
     tensors = {f"model.{name}": tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
-    if averaged is not None:  # the weight average, and how many steps it holds
-        tensors |= {f"average.{name}": tensor.detach().cpu().contiguous() for name, tensor in averaged.state_dict().items()}
     for index, slots in optimizer.state_dict()["state"].items():
         for slot, value in slots.items():
             tensors[f"optimizer.{index}.{slot}"] = torch.as_tensor(value).detach().cpu().contiguous()
@@ -57,7 +53,6 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     shuffle_rng: torch.Generator,
     config: dict,
-    averaged: AveragedModel | None = None,
 ) -> TrainingState:
     """Restore weights, optimizer slots and RNG states in place; refuse a checkpoint of a different run."""
     try:
@@ -78,8 +73,6 @@ def load_checkpoint(
         )
     try:
         network.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
-        if averaged is not None:
-            averaged.load_state_dict({name[8:]: value for name, value in tensors.items() if name.startswith("average.")})
         slots: dict[int, dict] = {}
         for name, value in tensors.items():
             if name.startswith("optimizer."):

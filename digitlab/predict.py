@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy.special import softmax
 
 from .calibrate import ACCEPTED_DIGITS
 from .errors import DigitlabError, ImageError, UsageError
@@ -145,7 +144,7 @@ class Predictor:
                 for start in range(0, len(digits), ONNX_BATCH)
             )
             logits = np.concatenate([session.run(None, {"digits": batch})[0] for batch in batches])
-        return softmax(logits / np.float32(self.temperature_), axis=1)
+        return torch.softmax(torch.from_numpy(logits) / self.temperature_, dim=1).numpy()
 
     def _onnx_session(self, backend: str, threads: int):
         """onnxruntime for the CPU when it is installed (about 2x PyTorch's batch throughput for these small

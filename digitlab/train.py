@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import data
 from .augment import augment
@@ -50,9 +49,6 @@ class Recipe:
     # Weight of the outlier-exposure loss on non-digits mixed into each batch (0: none). It teaches the
     # model to say "not a digit"; the rejection threshold is then set on validation digits.
     outlier_exposure: float = 0.0
-    # An exponential moving average of the weights (and batch-norm statistics), updated every step with this
-    # decay, becomes the model (0: the last weights). It averages away the noise of the last steps.
-    ema_decay: float = 0.0
     # "test" validates on the test split each epoch as the tutorial does; "holdout" carves it from training data.
     validation: str = "test"
     validation_size: int = 5000
@@ -81,8 +77,6 @@ class Recipe:
             raise UsageError(f"printed_digits adds digits to MNIST; the {self.dataset} data set has no digits")
         if self.outlier_exposure < 0:
             raise UsageError(f"outlier_exposure must be 0 or more, got {self.outlier_exposure}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
@@ -237,11 +231,6 @@ def train(
     torch.manual_seed(seed)
     network = build_model(spec).to(target)
     optimizer = make_optimizer(network, recipe.optimizer, recipe.learning_rate, recipe.weight_decay)
-    averaged = (
-        AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
-        if recipe.ema_decay
-        else None
-    )
     shuffle_rng = torch.Generator().manual_seed(seed)
     config = {"spec": spec.to_dict(), "recipe": dataclasses.asdict(recipe), "seed": seed, "precision": precision}
     state = TrainingState(epoch=0, history=[], train_seconds=0.0, config=config)
@@ -249,7 +238,7 @@ def train(
     if resume:
         if not checkpoint_path.is_file():
             raise TrainingError(f"{run_dir}: nothing to resume (no checkpoint.safetensors); start without --resume")
-        state = load_checkpoint(checkpoint_path, network, optimizer, shuffle_rng, config, averaged)
+        state = load_checkpoint(checkpoint_path, network, optimizer, shuffle_rng, config)
 
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
@@ -283,8 +272,6 @@ def train(
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    if averaged is not None:
-                        averaged.update_parameters(network)
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
                         raise TrainingError(
@@ -295,7 +282,7 @@ def train(
                     correct += int((logits.argmax(1) == targets).sum())
                     seen += len(targets)
                     progress.advance(loss_sum / seen, correct / seen)
-                val_logits = batched_logits(network if averaged is None else averaged.module, val_images_t, target)
+                val_logits = batched_logits(network, val_images_t, target)
                 state.train_seconds += time.perf_counter() - started
                 record = {
                     "epoch": epoch,
@@ -308,7 +295,7 @@ def train(
                 state.epoch = epoch
                 progress.end_epoch(record)
                 if checkpoint_path:
-                    save_checkpoint(checkpoint_path, network, optimizer, shuffle_rng, state, averaged)
+                    save_checkpoint(checkpoint_path, network, optimizer, shuffle_rng, state)
                     saved_epoch = epoch
     except KeyboardInterrupt:
         resume_hint = ", continue with --resume" if run_dir and saved_epoch else ""
@@ -316,8 +303,6 @@ def train(
             f"interrupted during epoch {state.epoch + 1}{_kept_checkpoint(run_dir, saved_epoch)}{resume_hint}"
         ) from None
 
-    if averaged is not None:
-        network = averaged.module
     calibration, calibration_metrics = {}, {}
     if recipe.validation == "test":  # the last epoch was just validated on the test split
         test_accuracy = state.history[-1]["val_accuracy"]

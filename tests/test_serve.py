@@ -79,10 +79,11 @@ def test_health_ready_and_model(client):
     assert card["version"] == shipped.version
 
 
-def test_openapi_documents_the_predict_body(client):
+def test_openapi_documents_the_predict_body_and_query(client):
     assert client.get("/docs").status_code == 200
-    body = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
-    assert {"multipart/form-data", "application/json"} <= set(body)
+    operation = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]
+    assert {"multipart/form-data", "application/json"} <= set(operation["requestBody"]["content"])
+    assert [parameter["name"] for parameter in operation["parameters"]] == ["include"]
 
 
 def test_page_and_its_assets_are_served(client):
