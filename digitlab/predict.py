@@ -91,10 +91,7 @@ class Predictor:
         for index, digit, digit_probabilities, found in zip(readable, digits, probabilities, several):
             answer = self._answer(images[index][0], digit_probabilities, digit)
             ways = [[[(segment, next(segment_probabilities)) for segment in way] for way in piece.ways] for piece in found]
-            # Other cuts are weighed only beside other pieces of ink: a lone piece keeps its shape's cut, since
-            # halves of a 4 or a wide 0 read surely as a 6 and a 1 or a 3, and halves of a shoe or a star as digits.
-            chosen = [_surest_way(piece_ways) if len(found) > 1 else piece_ways[0] for piece_ways in ways]
-            read = [entry for way in chosen for entry in way]
+            read = [entry for piece_ways in ways for entry in _surest_way(piece_ways)]
             # Several digits only when each of them reads more surely than the whole does as one digit: a
             # tilted 0 cut in two, or a 0 drawn as two arcs, reads surely whole and unsurely in pieces.
             if len(read) > 1 and min(row.max() for _, row in read) > digit_probabilities.max():

@@ -71,8 +71,11 @@ def _ink_pieces(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> lis
     labels, count = ndimage.label(found.mask, structure=SQUARE)
     if count == 0:
         return []
-    pieces = [_Piece.of(labels == index + 1) for index in range(count)]
-    ways = [_ways(piece, row, found.ink) for row in _reading_order(_merge_broken(pieces)) for piece in row]
+    rows = _reading_order(_merge_broken([_Piece.of(labels == index + 1) for index in range(count)]))
+    # Other cuts are offered only beside other pieces of ink: a lone piece keeps its shape's cut, since halves
+    # of a 4 or a wide 0 read surely as a 6 and a 1 or a 3, and halves of a shoe or a star as digits.
+    others = sum(len(row) for row in rows) > 1
+    ways = [_ways(piece, row, found.ink, others) for row in rows for piece in row]
     crops: dict[_Piece, DigitSegment] = {}
     if len(ways) == 1 and len(ways[0][0]) == 1:
         # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree.
@@ -152,11 +155,12 @@ def _reading_order(pieces: list[_Piece]) -> list[list[_Piece]]:
     return [sorted(row, key=lambda piece: piece.left) for row in rows]
 
 
-def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray) -> list[list[_Piece]]:
+def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray, others: bool) -> list[list[_Piece]]:
     """The ways of cutting a piece into digits. First the one its shape suggests: whole, or, when it is too
     wide for one digit, as many digits as its width holds (measured against the other digits of its row, or
-    a typical digit's shape when it is alone), cut where the ink is thinnest near even spacing. Then, for a
-    piece wide enough to hold touching digits, one digit more or fewer and other cuts in two."""
+    a typical digit's shape when it is alone), cut where the ink is thinnest near even spacing. Then, with
+    `others` (other pieces of ink in the image), for a piece wide enough to hold touching digits, one digit
+    more or fewer and other cuts in two."""
     height = max(other.height for other in row)
     # Widths of the row's other digits, leaving out 1s, which are no guide to the others.
     widths = [other.width for other in row if other is not piece and other.width >= ONE_ASPECT * height]
@@ -164,9 +168,12 @@ def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray) -> list[list[_Piece
     # "01"), the other pieces' widths are those of pairs.
     expected = min(float(np.median(widths)), DIGIT_ASPECT * height) if widths else DIGIT_ASPECT * height
     count = round(piece.width / expected) if piece.width >= SPLIT_ASPECT * height else 1
+    wide = piece.width >= TRY_ASPECT * height or (bool(widths) and piece.width >= TRY_WIDTH * float(np.median(widths)))
+    if count < 2 and not (others and wide):
+        return [[piece]]
     profile = (ink * piece.mask)[:, piece.left : piece.right].sum(axis=0)
     cut_ways = [_even_cuts(profile, count)] if count >= 2 else [[]]
-    if piece.width >= TRY_ASPECT * height or (bool(widths) and piece.width >= TRY_WIDTH * float(np.median(widths))):
+    if others and wide:
         cut_ways += [[cut] for cut in _deepest_cuts(profile, round(CUT_APART * height))]
         # Two digits are cut at the profile's minima above; three or more evenly, each at least two columns
         # wide (a speck of a few pixels has no room for more cuts).
