@@ -219,7 +219,7 @@ def serve(
     ] = None,
     torch_threads: Annotated[Optional[int], typer.Option(help="Torch threads per process (default 1).")] = None,
     requests_per_connection: Annotated[
-        Optional[int], typer.Option(help="Requests a keep-alive connection carries before it is closed (default 100).")
+        Optional[int], typer.Option(help="Requests a keep-alive connection carries before it is closed (default 25).")
     ] = None,
 ) -> None:
     """Serve the model over HTTP (REST API under /v1, docs at /docs) with a draw-a-digit page at /."""
