@@ -40,8 +40,9 @@ class Predictor:
         self.model_ = model if isinstance(model, DigitModel) else load_model(model)
         self.device_ = torch.device(device)
         self.network_ = self.model_.network.to(self.device_).eval()
-        self.session_ = self._onnx_session(backend, torch.get_num_threads())
-        self.small_session_ = self._onnx_session(backend, 1) if self.session_ and torch.get_num_threads() > 1 else self.session_
+        threads = torch.get_num_threads()  # follows the caller's (the service's) thread setting
+        self.session_ = self._onnx_session(backend, threads)
+        self.small_session_ = self._onnx_session(backend, 1) if self.session_ and threads > 1 else self.session_
         self.backend_ = "onnxruntime" if self.session_ else "torch"
         self.temperature_ = float(self.model_.calibration.get("temperature", 1.0))
         self.reject_threshold_ = float(self.model_.calibration.get("reject_threshold", 0.0))
