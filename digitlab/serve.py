@@ -381,7 +381,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_header_deadline()
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is previous:  # an upgrade (a WebSocket) hands the connection on: no request to count
+            return
         self._requests += 1
         if self._requests >= self.config.requests_per_connection:
             self.cycle.keep_alive = False  # uvicorn then answers with "Connection: close" and closes

@@ -321,6 +321,23 @@ def test_a_connection_is_closed_politely_after_its_share_of_requests(server):
 
 
 @pytest.mark.fault("service")
+def test_a_websocket_upgrade_is_not_counted_as_a_request():
+    """The service has no WebSocket routes: an upgrade is refused as such (403), not as a broken request."""
+    process, url = start_server("--requests-per-connection", "1")
+    try:
+        upgrade = (
+            "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert read_status(raw_request(url, upgrade)) == 403
+        with urllib.request.urlopen(f"{url}/v1/health", timeout=60) as response:
+            assert response.status == 200 and response.headers["connection"] == "close"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.mark.fault("service")
 def test_server_survives_slow_and_oversized_uploads(server):
     """Slowloris bodies get 408 after the timeout, slowloris headers a closed connection, and parallel
     oversized uploads 413 before their bodies are read, while well-formed requests are answered meanwhile."""
