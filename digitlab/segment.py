@@ -164,11 +164,12 @@ def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray, others: bool) -> li
     height = max(other.height for other in row)
     # Widths of the row's other digits, leaving out 1s, which are no guide to the others.
     widths = [other.width for other in row if other is not piece and other.width >= ONE_ASPECT * height]
+    typical = float(np.median(widths)) if widths else None
     # Never wider than a typical digit: when every piece of the row holds touching digits (a "20" and a
     # "01"), the other pieces' widths are those of pairs.
-    expected = min(float(np.median(widths)), DIGIT_ASPECT * height) if widths else DIGIT_ASPECT * height
+    expected = DIGIT_ASPECT * height if typical is None else min(typical, DIGIT_ASPECT * height)
     count = round(piece.width / expected) if piece.width >= SPLIT_ASPECT * height else 1
-    wide = piece.width >= TRY_ASPECT * height or (bool(widths) and piece.width >= TRY_WIDTH * float(np.median(widths)))
+    wide = piece.width >= TRY_ASPECT * height or (typical is not None and piece.width >= TRY_WIDTH * typical)
     if count < 2 and not (others and wide):
         return [[piece]]
     profile = (ink * piece.mask)[:, piece.left : piece.right].sum(axis=0)
