@@ -12,6 +12,7 @@ from torch import nn
 
 from .errors import ModelFileError
 from .modelfile import write_safetensors
+from .optimizers import ListOptimizer
 
 
 @dataclass
@@ -27,7 +28,7 @@ class TrainingState:
 def save_checkpoint(
     path: Path,
     network: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: ListOptimizer,
     shuffle_rng: torch.Generator,
     state: TrainingState,
 ) -> None:
@@ -50,7 +51,7 @@ def save_checkpoint(
 def load_checkpoint(
     path: Path,
     network: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: ListOptimizer,
     shuffle_rng: torch.Generator,
     config: dict,
 ) -> TrainingState:

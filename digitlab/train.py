@@ -269,7 +269,7 @@ def train(
                     if outliers is not None:
                         loss = loss + recipe.outlier_exposure * uniform_target_loss(logits[len(targets) :])
                         logits = logits[: len(targets)]
-                    optimizer.zero_grad(set_to_none=True)
+                    optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                     loss_value = loss.item()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from digitlab.calibrate import (
     acceptance_threshold,
@@ -66,3 +67,15 @@ def test_calibrate_and_its_report_on_unseen_data():
     report = calibration_report(fitted, logits[10_000:], labels[10_000:].numpy())
     assert report["test_ece"] < report["test_ece_uncalibrated"]
     assert 0.98 <= report["test_accepted"] <= 1.0
+
+
+def test_the_fitted_temperature_is_the_likelihood_minimum():
+    logits, labels = sampled_logits(1.7, seed=3)
+    fitted = fit_temperature(logits, labels)
+    loss = [F.cross_entropy(logits / (fitted * factor), labels).item() for factor in (0.99, 1.0, 1.01)]
+    assert loss[1] < loss[0] and loss[1] < loss[2]
+
+
+def test_digits_all_read_right_make_the_model_surer_and_the_fit_ends():
+    logits = torch.eye(10).repeat(20, 1) * 5
+    assert 0 < fit_temperature(logits, torch.arange(10).repeat(20)) < 0.2
