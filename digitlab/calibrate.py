@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 # Guo et al. (2017) measure expected calibration error over 15 equal-width confidence bins; so do we.
 CALIBRATION_BINS = 15
