@@ -66,7 +66,7 @@ def main() -> None:
     programs = {"digitlab": [*digitlab, "--preset", "seed", "--epochs", "2"]}  # precision auto: bfloat16 where native
     if args.float32:
         programs["digitlab-float32"] = [*programs["digitlab"], "--precision", "float32"]
-    fast = [*digitlab, "--preset", "tiny", "--recipe", "fast"]
+    fast = [*digitlab, "--preset", "fast"]
     load_before = os.getloadavg()
     gflops_machine = sgemm_gflops()
     runs: dict[str, list[dict]] = {"peer": [], **{name: [] for name in programs}, "fast": []}
@@ -111,7 +111,7 @@ def main() -> None:
         "peer": "tutorial (TensorFlow/Keras)",
         "digitlab": f"digitlab train --preset seed --epochs 2 ({summary['digitlab_precision']})",
         "digitlab-float32": "digitlab ... --precision float32",
-        "fast": "digitlab train --preset tiny --recipe fast",
+        "fast": "digitlab train --preset fast",
     }
     table = Table(title=f"whole process, medians, interleaved ({args.repeats} rounds, {args.fast_seeds} fast seeds)")
     for column in ("program", "runs", "seconds", "vs peer", "test accuracy"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -381,4 +382,8 @@ def main() -> None:
     except DigitlabError as error:
         print(f"digitlab: {error}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        # The work is done: spare the interpreter's shutdown its collections over torch's hundreds of
+        # thousands of objects, 0.3-0.5 s of every command (atexit handlers and flushes still run).
+        gc.freeze()
     sys.exit(status if isinstance(status, int) else 0)

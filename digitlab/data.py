@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import math
 import os
@@ -144,29 +145,34 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         with _open_content(path) as stream:
-            header = stream.read(4)
-            if len(header) < 4:
-                raise _bad_idx(path, f"file ends after {len(header)} bytes, inside the IDX header")
-            if header[:2] != b"\0\0" or header[2] not in IDX_DTYPES:
-                raise _bad_idx(path, f"not an IDX file (magic bytes {header.hex()})")
-            dtype, ndim = IDX_DTYPES[header[2]], header[3]
-            if not 1 <= ndim <= 4:
-                raise _bad_idx(path, f"IDX header declares {ndim} dimensions, expected 1 to 4")
-            dims_bytes = stream.read(4 * ndim)
-            if len(dims_bytes) < 4 * ndim:
-                raise _bad_idx(path, "file ends inside the IDX header's dimension sizes")
-            shape = tuple(int.from_bytes(dims_bytes[i:i + 4], "big") for i in range(0, 4 * ndim, 4))
-            expected = math.prod(shape) * dtype.itemsize
-            # Zero-sized axes count as one here, so (0, 2**32, 2**32) cannot slip past the cap as "0 bytes".
-            if math.prod(max(size, 1) for size in shape) * dtype.itemsize > MAX_IDX_BYTES:
-                raise _bad_idx(path, f"IDX header declares shape {shape} ({expected} bytes), "
-                                     f"more than the {MAX_IDX_BYTES} bytes digitlab reads")
-            # One byte past the declared size tells a file with trailing data from an exact one.
-            payload = _read_at_most(stream, expected + 1)
+            return _parse_idx(stream, path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; check the path") from None
     except (OSError, EOFError, zlib.error) as error:
         raise _bad_idx(path, f"cannot read it ({error})") from None
+
+
+def _parse_idx(stream: BinaryIO, path: Path) -> np.ndarray:
+    """The array an IDX stream holds; path only names the file in errors."""
+    header = stream.read(4)
+    if len(header) < 4:
+        raise _bad_idx(path, f"file ends after {len(header)} bytes, inside the IDX header")
+    if header[:2] != b"\0\0" or header[2] not in IDX_DTYPES:
+        raise _bad_idx(path, f"not an IDX file (magic bytes {header.hex()})")
+    dtype, ndim = IDX_DTYPES[header[2]], header[3]
+    if not 1 <= ndim <= 4:
+        raise _bad_idx(path, f"IDX header declares {ndim} dimensions, expected 1 to 4")
+    dims_bytes = stream.read(4 * ndim)
+    if len(dims_bytes) < 4 * ndim:
+        raise _bad_idx(path, "file ends inside the IDX header's dimension sizes")
+    shape = tuple(int.from_bytes(dims_bytes[i:i + 4], "big") for i in range(0, 4 * ndim, 4))
+    expected = math.prod(shape) * dtype.itemsize
+    # Zero-sized axes count as one here, so (0, 2**32, 2**32) cannot slip past the cap as "0 bytes".
+    if math.prod(max(size, 1) for size in shape) * dtype.itemsize > MAX_IDX_BYTES:
+        raise _bad_idx(path, f"IDX header declares shape {shape} ({expected} bytes), "
+                             f"more than the {MAX_IDX_BYTES} bytes digitlab reads")
+    # One byte past the declared size tells a file with trailing data from an exact one.
+    payload = _read_at_most(stream, expected + 1)
     if len(payload) != expected:
         held = "more" if len(payload) > expected else f"{len(payload)} bytes"
         raise _bad_idx(path, f"IDX header declares shape {shape} ({expected} bytes of data) "
@@ -188,23 +194,22 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(override).expanduser() if override is not None else _default_data_dir()
 
 
-def _content_problem(path: Path, file: DataFile) -> str | None:
-    """Why path's uncompressed content is not file's, or None when it matches."""
-    digest, size = hashlib.sha256(), 0
+def _verified_content(path: Path, file: DataFile) -> tuple[bytearray | None, str | None]:
+    """path's uncompressed content when it is file's, else None and why not. Read once, so a
+    verified file is parsed from memory instead of being decompressed a second time."""
     try:
         with _open_content(path) as stream:
-            while chunk := stream.read(CHUNK_BYTES):
-                size += len(chunk)
-                if size > file.size:
-                    return f"content is larger than the expected {file.size} bytes"
-                digest.update(chunk)
+            content = _read_at_most(stream, file.size + 1)
     except (OSError, EOFError, zlib.error) as error:
-        return f"unreadable ({error})"
-    if size != file.size:
-        return f"content is {size} bytes, expected {file.size}"
-    if digest.hexdigest() != file.sha256:
-        return f"content sha256 {digest.hexdigest()} is not the expected {file.sha256}"
-    return None
+        return None, f"unreadable ({error})"
+    if len(content) > file.size:
+        return None, f"content is larger than the expected {file.size} bytes"
+    if len(content) != file.size:
+        return None, f"content is {len(content)} bytes, expected {file.size}"
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != file.sha256:
+        return None, f"content sha256 {digest} is not the expected {file.sha256}"
+    return content, None
 
 
 def _one_line(error: BaseException) -> str:
@@ -237,7 +242,7 @@ class _CappedFile:
         self.out.flush()
 
 
-def _download(url: str, file: DataFile, folder: Path) -> Path:
+def _download(url: str, file: DataFile, folder: Path) -> tuple[Path, bytearray]:
     """Download url into folder and move it into place only once its content verifies."""
     handle, partial_name = tempfile.mkstemp(dir=folder, prefix=f".{file.name}.", suffix=".part")
     partial = Path(partial_name)
@@ -247,7 +252,7 @@ def _download(url: str, file: DataFile, folder: Path) -> Path:
                 progressbar=False, timeout=DOWNLOAD_TIMEOUT_S, hooks={"response": _refuse_downgrade}
             )
             download(url, _CappedFile(out, file.size + file.size // 100 + DOWNLOAD_SLACK_BYTES), None)
-        problem = _content_problem(partial, file)
+        content, problem = _verified_content(partial, file)
         if problem:
             raise DataError(problem)
         with open(partial, "rb") as probe:
@@ -255,21 +260,26 @@ def _download(url: str, file: DataFile, folder: Path) -> Path:
             name = file.name if probe.read(2) == GZIP_MAGIC else file.name.removesuffix(".gz")
         final = folder / name
         os.replace(partial, final)
-        return final
+        return final, content
     finally:
         partial.unlink(missing_ok=True)
 
 
 def fetch(source: DataSource, file: DataFile, data_dir: Path | None = None) -> Path:
     """A path to file with verified content: from a local folder, the cache, or the first good mirror."""
+    return _fetch_content(source, file, data_dir)[0]
+
+
+def _fetch_content(source: DataSource, file: DataFile, data_dir: Path | None) -> tuple[Path, bytearray]:
+    """fetch's path with the verified (uncompressed) content it read there."""
     cache = (Path(data_dir) if data_dir is not None else _default_data_dir()) / source.name
     for folder in [*map(Path, source.local_dirs), cache]:
         for candidate in (folder / file.name, folder / file.name.removesuffix(".gz")):
             if not candidate.is_file():
                 continue
-            problem = _content_problem(candidate, file)
+            content, problem = _verified_content(candidate, file)
             if problem is None:
-                return candidate
+                return candidate, content
             if folder == cache:
                 log.warning("%s: %s; deleting it and downloading again", candidate, problem)
                 candidate.unlink(missing_ok=True)
@@ -303,9 +313,10 @@ def load_dataset(name: str, split: str, data_dir: Path | None = None) -> tuple[n
         raise DataError(f"unknown split {split!r} of {name}; known: train, test")
     source = DATASETS[name]
     images_file, labels_file = getattr(source, split)
-    images_path = fetch(source, images_file, data_dir)
-    labels_path = fetch(source, labels_file, data_dir)
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images_path, images_content = _fetch_content(source, images_file, data_dir)
+    labels_path, labels_content = _fetch_content(source, labels_file, data_dir)
+    images = _parse_idx(io.BytesIO(images_content), images_path)
+    labels = _parse_idx(io.BytesIO(labels_content), labels_path)
     if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
         raise _bad_idx(images_path, f"holds {images.dtype} {images.shape}, expected uint8 (N, 28, 28)")
     if labels.ndim != 1 or len(labels) != len(images):

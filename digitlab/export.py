@@ -104,11 +104,12 @@ def sequential_to_onnx(network: nn.Module):
     for index, layer in enumerate(network):
         out, name = f"x{index}", f"layer{index}"
         if isinstance(layer, nn.Conv2d):
-            size = layer.kernel_size[0]  # build_model's convolutions: square, odd, stride 1, "same" padding
+            size, step = layer.kernel_size[0], layer.stride[0]  # build_model's: square, odd, padded by size // 2
             inputs = [current, weight(f"{name}.weight", layer.weight)]
             if layer.bias is not None:
                 inputs.append(weight(f"{name}.bias", layer.bias))
-            nodes.append(helper.make_node("Conv", inputs, [out], kernel_shape=[size, size], pads=[size // 2] * 4))
+            shape = {"kernel_shape": [size, size], "pads": [size // 2] * 4, "strides": [step, step]}
+            nodes.append(helper.make_node("Conv", inputs, [out], **shape))
         elif isinstance(layer, nn.BatchNorm2d):
             parameters = (layer.weight, layer.bias, layer.running_mean, layer.running_var)
             inputs = [weight(f"{name}.{part}", value) for part, value in zip(("scale", "bias", "mean", "var"), parameters)]

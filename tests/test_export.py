@@ -30,9 +30,10 @@ def test_export_matches_pytorch_on_the_whole_mnist_test_set(tmp_path, seed_run, 
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_layer_by_layer_translation_matches_pytorch_with_batch_norm_and_refuses_ensembles(mnist_test):
+@pytest.mark.parametrize("preset", ["tiny", "fast"])
+def test_layer_by_layer_translation_matches_pytorch_with_batch_norm_and_refuses_ensembles(mnist_test, preset):
     torch.manual_seed(0)
-    network = build_model(get_preset("tiny"))
+    network = build_model(get_preset(preset))
     with torch.no_grad():
         network(torch.rand(64, 1, 28, 28))  # running statistics away from their initial values
     network.eval()

@@ -27,7 +27,7 @@ def test_seed_preset_is_the_tutorial_network():
         "Conv2d", "MaxPool2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU", "Flatten", "Linear", "ReLU", "Dropout", "Linear"
     ]
     first, second = network[0], network[3]
-    assert (first.out_channels, first.kernel_size, first.padding) == (16, (5, 5), "same")
+    assert (first.out_channels, first.kernel_size, first.padding) == (16, (5, 5), (2, 2))
     assert (second.out_channels, second.kernel_size) == (32, (5, 5))
     assert network[7].in_features == 1568 and network[7].out_features == 128
     assert network[9].p == pytest.approx(0.4)
@@ -70,6 +70,31 @@ def test_every_preset_builds_and_maps_a_batch_to_logits(name):
     network = build_model(spec)
     logits = network(torch.zeros(3, 1, 28, 28))
     assert logits.shape == (3, spec.num_classes)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_multiply_adds_count_what_the_network_computes(name):
+    network = build_model(PRESETS[name])
+    counted = []
+
+    def count(layer, inputs, output):
+        counted.append(output[0].numel() * layer.weight[0].numel())  # outputs x weights per output
+
+    for layer in network:
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            layer.register_forward_hook(count)
+    network(torch.zeros(1, 1, 28, 28))
+    assert sum(counted) == multiply_adds(PRESETS[name])
+
+
+def test_a_strided_stem_replaces_the_first_pool_and_keeps_the_map_sizes():
+    spec = ModelSpec(conv_channels=(8, 8, 8), kernel_size=3, dense_units=(), strided_stem=True)
+    network = build_model(spec)
+    kinds = [type(layer).__name__ for layer in network]
+    assert kinds[:5] == ["Conv2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU"]
+    assert network[0](torch.zeros(1, 1, 27, 27)).shape == (1, 8, 14, 14)  # ceil(27 / 2), as the pool gives
+    assert network(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert multiply_adds(spec) == 14 * 14 * 8 * 9 + 14 * 14 * 8 * 8 * 9 + 7 * 7 * 8 * 8 * 9 + 8 * 4 * 4 * 10
 
 
 def test_odd_feature_maps_pool_like_keras_same_padding():

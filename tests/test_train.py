@@ -14,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from digitlab.errors import TrainingError, UsageError
+from digitlab.model import batched_logits
 from digitlab.modelfile import load_model
 from digitlab.train import RECIPES, Recipe, learning_rate_at, resolve_precision, train
 
@@ -140,10 +141,14 @@ def test_one_cycle_warms_up_then_decays_to_zero():
     assert learning_rate_at(Recipe(), 57, 100) == 1e-3
 
 
-def test_bfloat16_mixed_precision_trains_and_is_recorded():
-    result = train("seed", epochs=1, train_limit=2000, precision="bfloat16", seed=1)
+def test_bfloat16_mixed_precision_trains_and_is_recorded(mnist_test):
+    result = train("seed", epochs=2, train_limit=2000, precision="bfloat16", seed=1)
     assert result.metrics["precision"] == "bfloat16" and result.metrics["test_accuracy"] > 0.5  # chance is 0.1
     assert all(p.dtype == torch.float32 for p in result.model.network.parameters())
+    # The first epoch is validated in bfloat16; the last measures the model in float32, as it is used.
+    images, labels = mnist_test
+    logits = batched_logits(result.model.network, torch.from_numpy(images), torch.device("cpu"))
+    assert result.metrics["test_accuracy"] == (logits.argmax(1) == torch.from_numpy(labels)).float().mean().item()
     with pytest.raises(UsageError, match="precision"):
         train("seed", epochs=1, train_limit=100, precision="float8")
 
