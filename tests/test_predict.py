@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from digitlab.errors import UsageError
-from digitlab.predict import Predictor, expand_paths, predict
+from digitlab.predict import Predictor, expand_paths, not_a_digit_reason, predict
+from digitlab.vision import prepare_digit
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "seed"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.png"))
@@ -212,3 +213,13 @@ def test_onnxruntime_and_pytorch_backends_give_the_same_probabilities(model_path
     assert onnx_backend.predict_proba_prepared(digits[:0]).shape == (0, 10)
     with pytest.raises(UsageError, match="backend"):
         Predictor(model_path, backend="tensorrt")
+
+
+def test_filled_shapes_are_not_digits_and_no_mnist_digit_is_too_solid(mnist_test):
+    # A disc and an ellipse, under the 40% of the side that background removal keeps whole.
+    for box in ((40, 42, 80, 82), (38, 46, 82, 76)):
+        canvas = Image.new("L", (120, 120), 235)
+        ImageDraw.Draw(canvas).ellipse(box, fill=20)
+        assert "solid" in not_a_digit_reason(prepare_digit(np.asarray(canvas)))
+    reasons = {not_a_digit_reason(digit) for digit in mnist_test[0]}
+    assert not any(reason and "solid" in reason for reason in reasons)
