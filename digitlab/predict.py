@@ -27,9 +27,10 @@ FILLED_SHARE = 0.45
 # MNIST test digits, nor of the printed, handwriting, photographed and scanned benchmark digits, lies more
 # than 6.1 pixels from the paper; the middle of a filled disc or square fitted the same way lies 9 to 10.
 SOLID_RADIUS = 6.5
-# Pixels within SOLID_RADIUS of one pixel: ink with fewer strong pixels cannot hold such a patch, which
-# spares most digits the distance transform.
-SOLID_AREA = 137
+# Pixels within SOLID_RADIUS of one pixel (137): ink with fewer strong pixels cannot hold such a patch,
+# which spares most digits the distance transform.
+_OFFSETS = np.arange(-int(SOLID_RADIUS), int(SOLID_RADIUS) + 1) ** 2
+SOLID_AREA = int((np.add.outer(_OFFSETS, _OFFSETS) <= SOLID_RADIUS**2).sum())
 # "auto": onnxruntime for build_model networks on the CPU when installed, else PyTorch.
 BACKENDS = ("auto", "torch", "onnxruntime")
 # Digits per onnxruntime call: large enough to amortise the call, small enough to stay in cache.
