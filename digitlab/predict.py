@@ -151,7 +151,7 @@ class Predictor:
                 for start in range(0, len(digits), ONNX_BATCH)
             )
             logits = np.concatenate([session.run(None, {"digits": batch})[0] for batch in batches])
-        return torch.softmax(torch.from_numpy(logits) / self.temperature_, dim=1).numpy()
+        return _softmax(logits / np.float32(self.temperature_))
 
     def _onnx_session(self, backend: str, threads: int):
         """onnxruntime for the CPU when it is installed (about 2x PyTorch's batch throughput for these small
@@ -227,16 +227,22 @@ def _surest_way(ways: list[list[tuple[DigitSegment, np.ndarray]]]) -> list[tuple
     return max(ways, key=lambda way: min(row.max() for _, row in way))
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in numpy: for one image's ten logits, torch's per-call cost is most of the work."""
+    exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
 def not_a_digit_reason(digit: np.ndarray) -> str | None:
-    """Cheap checks on the prepared 28x28 before trusting the model: nothing there, ink everywhere, or ink
-    too solid to be strokes."""
-    ink = digit.astype(np.float32) / 255
-    if ink.sum() < BLANK_INK:
+    """Cheap checks on the prepared 28x28 (uint8) before trusting the model: nothing there, ink everywhere, or
+    ink too solid to be strokes. Counted on the bytes themselves: strong ink is over half of 255."""
+    if int(digit.sum(dtype=np.int64)) < BLANK_INK * 255:
         return "not a digit: the image is blank or nearly blank"
-    strong = ink > 0.5
-    if strong.mean() > FILLED_SHARE:
+    strong = digit > 127
+    strong_count = np.count_nonzero(strong)
+    if strong_count > FILLED_SHARE * digit.size:
         return "not a digit: ink covers most of the image (a filled shape, a photograph or noise)"
-    if strong.sum() >= SOLID_AREA and ndimage.distance_transform_edt(strong).max() > SOLID_RADIUS:
+    if strong_count >= SOLID_AREA and ndimage.distance_transform_edt(strong).max() > SOLID_RADIUS:
         return "not a digit: a solid patch of ink wider than any pen stroke (a filled shape or a blot)"
     return None
 

@@ -78,8 +78,10 @@ def _ink_pieces(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> lis
     ways = [_ways(piece, row, found.ink, others) for row in rows for piece in row]
     crops: dict[_Piece, DigitSegment] = {}
     if len(ways) == 1 and len(ways[0][0]) == 1:
-        # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree.
-        crops[ways[0][0][0]] = DigitSegment(_original_box(_Piece.of(found.mask), found.scale, shape), whole)
+        # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree. Its box
+        # is all the ink's (specks far from the digit included, as in the crop), which a lone piece already has.
+        piece = ways[0][0][0] if count == 1 else _Piece.of(found.mask)
+        crops[ways[0][0][0]] = DigitSegment(_original_box(piece, found.scale, shape), whole)
     for part in {part for piece_ways in ways for way in piece_ways for part in way} - crops.keys():
         crops[part] = DigitSegment(_original_box(part, found.scale, shape), mnist_style_crop(found.ink, part.mask))
     return [InkPiece(tuple(tuple(crops[part] for part in way) for way in piece_ways)) for piece_ways in ways]

@@ -91,8 +91,10 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
                     "scale the image down first"
                 )
             image.seek(0)
-            # In place: a copy of every upright image costs a tenth of a small image's whole answer.
-            ImageOps.exif_transpose(image, in_place=True)
+            image.load()
+            if _may_be_turned(image):
+                # In place: a copy of every upright image costs a tenth of a small image's whole answer.
+                ImageOps.exif_transpose(image, in_place=True)
             return _to_gray(image)
     except ImageError:
         raise
@@ -100,6 +102,23 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise ImageError(f"{name}: not an image in a format Pillow can read") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(f"{name}: cannot decode the image ({error})") from None
+
+
+def _may_be_turned(image: Image.Image) -> bool:
+    """Whether the loaded image may carry an orientation for exif_transpose. Pillow's full EXIF parse costs more
+    than the rest of a small image's decoding (GIMP writes 6 KB of EXIF into its PNGs), and EXIF without the
+    Orientation tag's bytes (0x0112, in either byte order) holds none. TIFF tags and XMP take the full path."""
+    info = image.info
+    if hasattr(image, "tag_v2") or "xmp" in info or "XML:com.adobe.xmp" in info:
+        return True
+    exif = info.get("exif")
+    if exif is not None:
+        return not isinstance(exif, bytes) or b"\x01\x12" in exif or b"\x12\x01" in exif
+    profile = info.get("Raw profile type exif")  # PNG's hexadecimal EXIF (ImageMagick, GIMP)
+    if profile is not None:
+        digits = str(profile).lower()
+        return "0112" in digits or "1201" in digits
+    return False
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:
@@ -117,7 +136,7 @@ def _to_gray(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, rgba)
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    return np.asarray(image if image.mode == "L" else image.convert("L"), dtype=np.uint8)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -305,9 +324,16 @@ def _sparse_median_filter(image: np.ndarray, size: int) -> np.ndarray:
     the paper's level changes slowly, so a coarse grid of medians, enlarged, stands for the full filter at a
     small fraction of its cost."""
     step = max(1, size // 3)
-    padded = np.pad(image, size // 2, mode="edge")
+    padded = _pad_edges(image, size // 2)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))[::step, ::step]
     return _median(windows.reshape(*windows.shape[:2], -1)).astype(np.float32)
+
+
+def _pad_edges(image: np.ndarray, width: int) -> np.ndarray:
+    """np.pad(image, width, mode="edge") by indexing, at a fifth of np.pad's cost on a digit-sized image."""
+    rows = np.clip(np.arange(-width, image.shape[0] + width), 0, image.shape[0] - 1)
+    columns = np.clip(np.arange(-width, image.shape[1] + width), 0, image.shape[1] - 1)
+    return image[rows[:, np.newaxis], columns]
 
 
 def _median(values: np.ndarray) -> np.ndarray:
@@ -324,14 +350,40 @@ def _median(values: np.ndarray) -> np.ndarray:
 def _background(image: np.ndarray) -> np.ndarray:
     """The paper under the ink: a grey opening removes every light feature narrower than the window
     (strokes) and follows what is wider (uneven light, shadows), so no polarity guess is needed here."""
-    size = max(3, round(min(image.shape) * BACKGROUND_FRACTION))
-    return ndimage.grey_opening(image, size=(size, size), mode="nearest")
+    return _opening(image, max(3, round(min(image.shape) * BACKGROUND_FRACTION)))
+
+
+def _opening(image: np.ndarray, size: int) -> np.ndarray:
+    """ndimage.grey_opening(image, size=(size, size), mode="nearest") as its four 1-D passes, without the
+    general call's overhead (a third of its cost on a digit-sized image). Dilation shifts even windows."""
+    shift = -1 if size % 2 == 0 else 0
+    eroded = ndimage.minimum_filter1d(ndimage.minimum_filter1d(image, size, 0, mode="nearest"), size, 1, mode="nearest")
+    opened = ndimage.maximum_filter1d(eroded, size, 0, mode="nearest", origin=shift)
+    return ndimage.maximum_filter1d(opened, size, 1, mode="nearest", origin=shift)
 
 
 def _ink_level(contrast: np.ndarray) -> float:
     """How strongly the digit stands out: the brightest contrast after a 3x3 median, which a hot pixel or
     a speck of JPEG debris cannot set but a pen stroke two pixels wide can."""
-    return float(ndimage.median_filter(contrast, size=3).max())
+    return float(_median_3x3(contrast).max())
+
+
+def _median_3x3(image: np.ndarray) -> np.ndarray:
+    """ndimage.median_filter(image, size=3) (edges mirrored), at half its cost: each column of three is
+    sorted once, and a window's median is the median of its columns' largest low, middle median and
+    smallest high."""
+    padded = _pad_edges(image, 1)  # scipy mirrors the edge, which at one pixel repeats it
+    above, middle, below = padded[:-2], padded[1:-1], padded[2:]
+    low = np.minimum(np.minimum(above, below), middle)
+    high = np.maximum(np.maximum(above, below), middle)
+    mid = _median_of_three(above, middle, below)
+    lows = np.maximum(np.maximum(low[:, :-2], low[:, 1:-1]), low[:, 2:])
+    highs = np.minimum(np.minimum(high[:, :-2], high[:, 1:-1]), high[:, 2:])
+    return _median_of_three(lows, _median_of_three(mid[:, :-2], mid[:, 1:-1], mid[:, 2:]), highs)
+
+
+def _median_of_three(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
 def _otsu(values: np.ndarray) -> float:

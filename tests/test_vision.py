@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
+from digitlab import vision
 from digitlab.errors import ImageError
 from digitlab.vision import (
     ANALYSIS_SIDE,
@@ -153,6 +154,34 @@ def test_exif_rotated_jpeg_comes_out_upright(tmp_path):
     gray = read_image(path)
     assert gray.shape == (40, 20)
     assert gray[:15].mean() < 40 and gray[25:].mean() > 215
+
+
+@pytest.mark.parametrize("carrier", ["eXIf chunk", "raw profile", "XMP"])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_png_orientation_is_honoured_wherever_it_is_stored(tmp_path, carrier, orientation):
+    # PNG carries orientation in an eXIf chunk, in ImageMagick's and GIMP's hexadecimal "Raw profile type
+    # exif" text, or in XMP; the cheap check that skips Pillow's EXIF parse must not miss any of them.
+    stored = np.full((20, 40), 255, dtype=np.uint8)
+    stored[:, :20] = 0
+    exif = Image.Exif()
+    exif[0x0131] = "GIMP 2.10.2"
+    exif[0x0112] = orientation
+    data = exif.tobytes()
+    info = PngImagePlugin.PngInfo()
+    options = {}
+    if carrier == "eXIf chunk":
+        options["exif"] = data
+    elif carrier == "raw profile":
+        info.add_text("Raw profile type exif", f"\nexif\n{len(data):8}\n{data.hex()}\n", zip=True)
+    else:
+        info.add_itxt("XML:com.adobe.xmp", f'<x:xmpmeta><rdf:Description tiff:Orientation="{orientation}"/></x:xmpmeta>')
+    path = save(Image.fromarray(stored), tmp_path / "turned.png", pnginfo=info, **options)
+    gray = read_image(path)
+    if orientation == 1:
+        np.testing.assert_array_equal(gray, stored)
+    else:
+        assert gray.shape == (40, 20)
+        assert gray[:15].mean() < 40 and gray[25:].mean() > 215
 
 
 def test_decode_image_reads_bytes(paper):
@@ -436,3 +465,23 @@ def test_preprocess_command_reports_an_unreadable_file(cli, tmp_path):
     (tmp_path / "notes.png").write_text("not a picture")
     result = cli("preprocess", tmp_path / "notes.png")
     assert result.returncode != 0 and result.stderr.startswith("digitlab:") and "notes.png" in result.stderr
+
+
+# ---- the fast filters equal scipy's ----
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 9), (28, 28), (37, 64), (300, 512)])
+def test_fast_filters_equal_scipys(shape):
+    # Photo-like values (smooth light, strokes, grain, repeated levels): the 3x3 median, the background's
+    # opening and the edge padding are exact rewrites, so preprocessing gives the very same digits.
+    generator = np.random.default_rng(sum(shape))
+    rows, columns = np.mgrid[: shape[0], : shape[1]]
+    image = 120 + 40 * np.sin(rows / 17) + 30 * np.cos(columns / 11) + generator.normal(0, 8, shape)
+    image[generator.random(shape) < 0.1] = 250
+    image = np.round(np.clip(image, 0, 255) / 3).astype(np.float32) * 3
+    np.testing.assert_array_equal(vision._median_3x3(image), ndimage.median_filter(image, size=3))
+    size = max(3, round(min(shape) * vision.BACKGROUND_FRACTION))
+    for window in {size, size + 1}:  # even windows shift the dilation
+        np.testing.assert_array_equal(
+            vision._opening(image, window), ndimage.grey_opening(image, size=(window, window), mode="nearest")
+        )
+    np.testing.assert_array_equal(vision._pad_edges(image, 5), np.pad(image, 5, mode="edge"))
