@@ -200,7 +200,7 @@ class Predictor:
             "guess": best,
             "runner_up": runner_up,
             "runner_up_confidence": float(probabilities[runner_up]),
-            "probabilities": [float(p) for p in probabilities],
+            "probabilities": probabilities.tolist(),
             "error": None,
         }
 

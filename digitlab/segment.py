@@ -4,6 +4,7 @@ touching digits, offer the ways of cutting it; the reader (`Predictor`) lets the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,6 +246,6 @@ def _original_box(piece: _Piece, scale: float, shape: tuple[int, int]) -> tuple[
     return (
         max(0, int(piece.left / scale)),
         max(0, int(piece.top / scale)),
-        min(width, int(np.ceil(piece.right / scale))),
-        min(height, int(np.ceil(piece.bottom / scale))),
+        min(width, math.ceil(piece.right / scale)),
+        min(height, math.ceil(piece.bottom / scale)),
     )
