@@ -146,11 +146,12 @@ class Predictor:
         else:
             session = self.small_session_ if len(digits) <= ONNX_SMALL else self.session_
             # The tutorial's /255 in numpy: for a few digits, torch's per-call cost exceeds the work.
-            batches = (
+            batches = [
                 digits[start : start + ONNX_BATCH, np.newaxis].astype(np.float32) / np.float32(255)
                 for start in range(0, len(digits), ONNX_BATCH)
-            )
-            logits = np.concatenate([session.run(None, {"digits": batch})[0] for batch in batches])
+            ]
+            logits = [session.run(None, {"digits": batch})[0] for batch in batches]
+            logits = logits[0] if len(logits) == 1 else np.concatenate(logits)
         return _softmax(logits / np.float32(self.temperature_))
 
     def _onnx_session(self, backend: str, threads: int):
@@ -188,7 +189,7 @@ class Predictor:
         return np.stack([prepare_digit(self._read_gray(f"image {index}", image)) for index, image in enumerate(images)])
 
     def _answer(self, path: str, probabilities: np.ndarray, digit: np.ndarray) -> dict:
-        ranked = np.argsort(probabilities)[::-1]
+        ranked = probabilities.argsort()[::-1]
         best, runner_up = int(ranked[0]), int(ranked[1])
         reason = self.rejection(digit, probabilities)
         return {

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .vision import SQUARE, InkMap, find_ink, mnist_style_crop
+from .vision import SQUARE, InkMap, find_ink, ink_spans, mnist_style_crop
 
 # A piece shorter than this fraction of the tallest is a fragment (a 5's top bar, a 7's crossbar, a broken
 # stroke), not a digit; digits written side by side differ less in height than that.
@@ -101,7 +101,7 @@ class _Piece:
 
     @classmethod
     def of(cls, mask: np.ndarray) -> _Piece:
-        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        rows, columns = ink_spans(mask)
         return cls(mask, int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1)
 
     @property

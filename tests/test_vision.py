@@ -485,3 +485,13 @@ def test_fast_filters_equal_scipys(shape):
             vision._opening(image, window), ndimage.grey_opening(image, size=(window, window), mode="nearest")
         )
     np.testing.assert_array_equal(vision._pad_edges(image, 5), np.pad(image, 5, mode="edge"))
+
+
+@pytest.mark.parametrize(("source", "target"), [((37, 23), (20, 12)), ((9, 14), (13, 20)), ((10, 10), (28, 28)), ((20, 5), (20, 5))])
+def test_resampling_by_weights_agrees_with_pillow(source, target):
+    # The fit to 20 pixels and the polarity's background resample by matrices read off Pillow itself.
+    image = np.random.default_rng(0).random(source).astype(np.float32) * 255
+    method = Image.Resampling.BOX if target[0] < source[0] else Image.Resampling.BILINEAR
+    pillow = np.asarray(Image.fromarray(image, mode="F").resize(target[::-1], method))
+    rows, columns = (vision._resampling_weights(*sizes, method) for sizes in zip(source, target))
+    np.testing.assert_allclose(rows @ image @ columns.T, pillow, atol=1e-3)
