@@ -328,7 +328,7 @@ def _ink_is_light(image: np.ndarray) -> bool:
     return float(deviation @ (deviation * deviation)) >= 0
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)  # at most 256 x 20 x 512 floats: 10 MB
 def _resampling_weights(source: int, target: int, method: Image.Resampling) -> np.ndarray:
     """The (target, source) matrix of Pillow's resampling along one axis, read off by resizing an identity:
     a product with it costs a fifth of a Pillow call on a digit-sized image, and agrees to float rounding."""
@@ -610,7 +610,7 @@ def _fit_longer_side(crop: np.ndarray, side: int) -> np.ndarray:
     method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     rows = _resampling_weights(height, max(1, round(height * scale)), method)
     columns = _resampling_weights(width, max(1, round(width * scale)), method)
-    return rows @ crop.astype(np.float32) @ columns.T
+    return rows @ np.asarray(crop, dtype=np.float32) @ columns.T
 
 
 def _centre_by_mass(patch: np.ndarray) -> np.ndarray:
