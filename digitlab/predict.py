@@ -146,12 +146,11 @@ class Predictor:
         else:
             session = self.small_session_ if len(digits) <= ONNX_SMALL else self.session_
             # The tutorial's /255 in numpy: for a few digits, torch's per-call cost exceeds the work.
-            batches = [
+            batches = (
                 digits[start : start + ONNX_BATCH, np.newaxis].astype(np.float32) / np.float32(255)
                 for start in range(0, len(digits), ONNX_BATCH)
-            ]
-            logits = [session.run(None, {"digits": batch})[0] for batch in batches]
-            logits = logits[0] if len(logits) == 1 else np.concatenate(logits)
+            )
+            logits = np.concatenate([session.run(None, {"digits": batch})[0] for batch in batches])
         return _softmax(logits / np.float32(self.temperature_))
 
     def _onnx_session(self, backend: str, threads: int):
