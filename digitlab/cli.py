@@ -356,13 +356,19 @@ def preprocess(
     """Show what the model sees: the 28x28 digit as text, and with --show a PNG of every stage that made it."""
     from .vision import preprocess_stages, read_image, stages_image
 
+    if show is not None and (show.is_dir() or not show.parent.is_dir()):
+        raise UsageError(f"--show {show}: give a PNG file name in an existing folder, such as stages.png")
     stages = preprocess_stages(read_image(image))
     digit = stages[-1][1]
     shades = " .:-=+*#%@"
     for row in digit:
         print("".join(shades[int(value) * len(shades) // 256] * 2 for value in row))
     if show is not None:
-        stages_image(stages).save(show)
+        # Always PNG, as the help says, whatever the name's suffix (Pillow would guess the format from it).
+        try:
+            stages_image(stages).save(show, format="PNG")
+        except OSError as error:
+            raise UsageError(f"--show {show}: cannot write it ({error.strerror or error})") from error
         stdout.print(f"wrote {show} ({', '.join(title for title, _ in stages)})")
 
 

@@ -461,6 +461,16 @@ def test_preprocess_command_writes_every_stage(cli, tmp_path):
         assert written.width > 4 * written.height
 
 
+def test_preprocess_show_writes_a_png_whatever_the_name_and_refuses_a_folder(cli, tmp_path):
+    seven = Path(__file__).parent.parent / "examples" / "seed" / "7.png"
+    assert cli("preprocess", seven, "--show", tmp_path / "stages").returncode == 0
+    with Image.open(tmp_path / "stages") as written:
+        assert written.format == "PNG"
+    for bad in (tmp_path, tmp_path / "missing" / "stages.png"):
+        result = cli("preprocess", seven, "--show", bad)
+        assert result.returncode != 0 and result.stderr.startswith("digitlab: --show") and "Traceback" not in result.stderr
+
+
 def test_preprocess_command_reports_an_unreadable_file(cli, tmp_path):
     (tmp_path / "notes.png").write_text("not a picture")
     result = cli("preprocess", tmp_path / "notes.png")
