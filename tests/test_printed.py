@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from digitlab import printed
 from digitlab.printed import FONT_PACKAGES, printed_digits, training_fonts
 from digitlab.vision import MNIST_SIDE
 
@@ -34,3 +36,10 @@ def test_printed_digits_are_seeded_prepared_digits_with_every_label():
     for digit in digits:
         rows, columns = np.nonzero(digit)
         assert max(np.ptp(rows), np.ptp(columns)) + 1 <= 21
+
+
+def test_drawing_printed_digits_without_the_font_packages_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(printed, "DPKG_INFO", tmp_path)  # a dpkg that has installed none of them
+    assert printed.missing_font_packages() == list(FONT_PACKAGES)
+    with pytest.warns(UserWarning, match=f"{len(FONT_PACKAGES)} of the {len(FONT_PACKAGES)} training font packages"):
+        printed_digits(10)
