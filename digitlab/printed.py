@@ -41,7 +41,7 @@ def training_fonts() -> list[Path]:
     bundled = Path(matplotlib.get_data_path(), "fonts", "ttf")
     files = sorted([*bundled.glob("STIXGeneral*.ttf"), *bundled.glob("cm[brt]*10.ttf"), bundled / "cmss10.ttf"])
     for package in FONT_PACKAGES:
-        listing = DPKG_INFO / f"{package}.list"
+        listing = _dpkg_listing(package)
         if listing.is_file():
             files += sorted(
                 Path(line) for line in listing.read_text().split()
@@ -52,7 +52,12 @@ def training_fonts() -> list[Path]:
 
 def missing_font_packages() -> list[str]:
     """The training font packages (FONT_PACKAGES) that dpkg has not installed."""
-    return [package for package in FONT_PACKAGES if not (DPKG_INFO / f"{package}.list").is_file()]
+    return [package for package in FONT_PACKAGES if not _dpkg_listing(package).is_file()]
+
+
+def _dpkg_listing(package: str) -> Path:
+    """dpkg's list of the files a package installed; it exists only while the package is installed."""
+    return DPKG_INFO / f"{package}.list"
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,9 +81,10 @@ def printed_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         # A model trained on a few faces reads printed digits worse (98.5% against 96.2% on the benchmark's
         # printed set, default recipe and seed, with and without them), and nothing else would tell why.
+        named = " ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
         warnings.warn(
             f"{len(missing)} of the {len(FONT_PACKAGES)} training font packages are not installed (apt-get install "
-            f"{' '.join(missing[:3])} ...), so printed digits are drawn in only {len(fonts)} faces; "
+            f"{named}), so printed digits are drawn in only {len(fonts)} faces; "
             "scripts/train-default-model.sh installs them all",
             stacklevel=2,
         )
