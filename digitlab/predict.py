@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from .calibrate import ACCEPTED_DIGITS
+from .calibrate import ACCEPTED_DIGITS, NUMBER_ACCEPTED_DIGITS
 from .errors import DigitlabError, ImageError, UsageError
 from .model import batched_logits
 from .modelfile import DigitModel, load_model
@@ -55,6 +55,8 @@ class Predictor:
         self.backend_ = "onnxruntime" if self.session_ else "torch"
         self.temperature_ = float(self.model_.calibration.get("temperature", 1.0))
         self.reject_threshold_ = float(self.model_.calibration.get("reject_threshold", 0.0))
+        # Model files calibrated before the stricter bar for a number's digits keep the single digit's.
+        self.number_threshold_ = float(self.model_.calibration.get("number_threshold", self.reject_threshold_))
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -116,7 +118,7 @@ class Predictor:
         they spell (None if any of them is not a digit)."""
         read = []
         for segment, row in found:
-            reason = self.rejection(segment.digit, row)
+            reason = self.rejection(segment.digit, row, in_number=True)
             best = int(row.argmax())
             read.append({
                 "box": list(segment.box),
@@ -208,15 +210,19 @@ class Predictor:
         """For prepared digits and their probabilities: None where the answer stands, else why it is not a digit."""
         return [self.rejection(digit, row) for digit, row in zip(digits, probabilities)]
 
-    def rejection(self, digit: np.ndarray, probabilities: np.ndarray) -> str | None:
-        """Cheap checks on the image first, then the calibrated confidence against the model's threshold."""
+    def rejection(self, digit: np.ndarray, probabilities: np.ndarray, in_number: bool = False) -> str | None:
+        """Cheap checks on the image first, then the calibrated confidence against the model's threshold (the
+        stricter one for each digit of a number)."""
         reason = not_a_digit_reason(digit)
         confidence = float(probabilities.max())
-        if reason or confidence >= self.reject_threshold_:
+        threshold, share = (
+            (self.number_threshold_, NUMBER_ACCEPTED_DIGITS) if in_number else (self.reject_threshold_, ACCEPTED_DIGITS)
+        )
+        if reason or confidence >= threshold:
             return reason
         return (
-            f"not a digit: the model's confidence {confidence:.0%} is below the {self.reject_threshold_:.0%} "
-            f"that {ACCEPTED_DIGITS:.0%} of validation digits reach"
+            f"not a digit: the model's confidence {confidence:.0%} is below the {threshold:.0%} "
+            f"that {share:.0%} of validation digits reach{' (the bar for each digit of a number)' if in_number else ''}"
         )
 
 

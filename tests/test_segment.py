@@ -9,6 +9,7 @@ from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from digitlab.modelfile import load_model
 from digitlab.predict import Predictor
 from digitlab.segment import read_digits, segment_digits
 from digitlab.vision import find_ink, prepare_digit
@@ -122,6 +123,21 @@ def test_touching_digits_too_narrow_to_split_by_shape_are_cut_where_the_model_re
     answer = predictor.answer([("number", paper)])[0]
     assert answer["number"] == "".join(str(labels[index]) for index in number)
     assert [entry["box"][0] for entry in answer["digits"]] == sorted(entry["box"][0] for entry in answer["digits"])
+
+
+def test_each_digit_of_a_number_must_clear_the_stricter_bar_for_numbers(mnist_test):
+    images, labels = mnist_test
+    paper, _ = number_on_paper([images[1], images[0]], gap=8)
+    model = load_model()
+    assert model.calibration["number_threshold"] > model.calibration["reject_threshold"]
+    answer = Predictor(model).answer([("number", paper)])[0]
+    assert answer["number"] == f"{labels[1]}{labels[0]}"
+    least_sure = min(entry["confidence"] for entry in answer["digits"])
+    model.calibration["number_threshold"] = least_sure + 1e-6
+    stricter = Predictor(model).answer([("number", paper)])[0]
+    assert stricter["number"] is None
+    assert any("each digit of a number" in (entry["reason"] or "") for entry in stricter["digits"])
+    assert stricter["digit"] == answer["digit"] and stricter["reason"] == answer["reason"]  # the whole is as before
 
 
 def test_a_broken_stroke_stays_one_digit(mnist_test, predictor):
