@@ -17,12 +17,18 @@ THICKEN_SHARE, THIN_SHARE = 0.25, 0.2
 BLUR_SHARE = 0.2
 # Ink that comes out grey from a photo (pencil, glare, a faded print) and sensor noise.
 FADE_SHARE, NOISE_SHARE, NOISE_LEVEL = 0.25, 0.2, 0.08
+# Gaps in the strokes (for the share of the batch a recipe asks): blobs of a few pixels cut where a smooth
+# random field (10x10, enlarged) falls under up to this level.
+GAP_CUT = 0.4
 
 
-def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random affine and elastic warps (one resampling), then stroke width, blur, greyer ink and noise, on a
-    (N, 1, 28, 28) batch in 0..1; seeded by `generator`, so a resumed run sees the same distortions."""
+def augment(batch: torch.Tensor, generator: torch.Generator, gap_share: float = 0.0) -> torch.Tensor:
+    """Random affine and elastic warps (one resampling), then gaps in the strokes of `gap_share` of the digits,
+    stroke width, blur, greyer ink and noise, on a (N, 1, 28, 28) batch in 0..1; seeded by `generator`, so a
+    resumed run sees the same distortions."""
     warped = _warp(batch, generator)
+    if gap_share:
+        warped = _with_gaps(warped, gap_share, generator)
     return _ink(warped, generator).clamp_(0, 1)
 
 
@@ -56,6 +62,14 @@ def _warp(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     field = F.interpolate(control, size=(height, width), mode="bicubic", align_corners=False)
     grid = grid + field.permute(0, 2, 3, 1).to(batch.device)
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _with_gaps(batch: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+    """The batch with blobs of ink cut away in `share` of its digits: what faint pencil, a skipping pen or uneven
+    light leave of a stroke once the preprocessing thresholds the ink."""
+    count = batch.shape[0]
+    field = F.interpolate(torch.rand(count, 1, 10, 10, generator=generator), size=batch.shape[-2:], mode="bilinear")
+    return batch * (field >= GAP_CUT * _chosen(count, share, generator)).to(batch.device)
 
 
 def _ink(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -34,3 +34,22 @@ def test_augment_varies_stroke_width_but_keeps_the_paper_black(digits):
     # blur touch only the strokes and their edges.
     far = torch.nn.functional.max_pool2d(digits, 19, stride=1, padding=9) == 0
     assert out[far].abs().max().item() == 0
+
+
+def test_gaps_cut_blobs_from_about_the_asked_share_of_the_digits_and_never_most_of_one(digits):
+    from scipy import ndimage
+
+    from digitlab.augment import _with_gaps
+
+    solid = torch.ones(400, 1, 28, 28)
+    cut = _with_gaps(solid, 0.25, torch.Generator().manual_seed(0))
+    lost = 1 - cut.flatten(1).mean(1)
+    assert 0.05 < (lost > 0).float().mean().item() < 0.35
+    assert lost.max().item() < 0.5
+    # Each gap is a blob of several pixels, not scattered single pixels as noise would be.
+    holes = (cut[lost.argmax(), 0] == 0).numpy()
+    labels, count = ndimage.label(holes)
+    assert count >= 1 and holes.sum() / count >= 4
+    # A recipe's share reaches the batch: the same seed gives another batch with gaps than without.
+    with_gaps = augment(digits, torch.Generator().manual_seed(1), gap_share=0.25)
+    assert not torch.equal(with_gaps, augment(digits, torch.Generator().manual_seed(1)))
