@@ -122,11 +122,12 @@ def load_model(path: str | os.PathLike | None = None) -> DigitModel:
 
 def _check_calibration(calibration: dict) -> None:
     temperature = calibration.get("temperature", 1.0)
-    threshold = calibration.get("reject_threshold", 0.0)
     if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
         raise ValueError(f"calibration temperature {temperature!r} is not a positive number")
-    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ValueError(f"rejection threshold {threshold!r} is not between 0 and 1")
+    for key in ("reject_threshold", "number_threshold"):
+        threshold = calibration.get(key, 0.0)
+        if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ValueError(f"calibration {key} {threshold!r} is not between 0 and 1")
 
 
 def _build_network(metadata: dict) -> nn.Module:

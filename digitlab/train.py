@@ -79,6 +79,8 @@ class Recipe:
             raise UsageError(f"printed_digits adds digits to MNIST; the {self.dataset} data set has no digits")
         if not 0.0 <= self.stroke_gaps <= 1.0:
             raise UsageError(f"stroke_gaps must be a share between 0 and 1, got {self.stroke_gaps}")
+        if self.stroke_gaps and not self.augment:
+            raise UsageError("stroke_gaps is part of augmentation; set augment = true as well, or stroke_gaps = 0")
         if self.outlier_exposure < 0:
             raise UsageError(f"outlier_exposure must be 0 or more, got {self.outlier_exposure}")
         if not 0.0 <= self.label_smoothing < 1.0:

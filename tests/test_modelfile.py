@@ -180,6 +180,14 @@ def test_unknown_spec_key_in_file(tmp_path, model_path):
     assert "attention_heads" in refusal(path)
 
 
+@pytest.mark.parametrize("key, value", [("reject_threshold", 1.5), ("number_threshold", "high")])
+def test_a_calibration_threshold_out_of_range_is_refused(tmp_path, model_path, key, value):
+    _, metadata = read_parts(model_path)
+    calibration = {**json.loads(metadata.get("calibration", "{}")), key: value}
+    path = rewrite(model_path, tmp_path / "bad-threshold.safetensors", calibration=json.dumps(calibration))
+    assert key in refusal(path)
+
+
 @pytest.mark.fault("model files")
 def test_metadata_without_checksum(tmp_path, model_path):
     tensors, metadata = read_parts(model_path)

@@ -178,3 +178,10 @@ def test_outlier_exposure_and_calibration_end_in_the_model_file(tmp_path):
     assert 0.97 <= result.metrics["test_accepted"] <= 1.0
     (blank,) = Predictor(model).answer([("blank", np.full((40, 40), 255, dtype=np.uint8))])
     assert blank["digit"] is None and "blank" in blank["reason"]
+
+
+def test_stroke_gaps_without_augmentation_is_refused_rather_than_ignored():
+    with pytest.raises(UsageError, match="augment"):
+        Recipe(stroke_gaps=0.25)
+    with pytest.raises(UsageError, match="between 0 and 1"):
+        Recipe(augment=True, stroke_gaps=1.5)
