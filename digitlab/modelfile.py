@@ -124,10 +124,9 @@ def _check_calibration(calibration: dict) -> None:
     temperature = calibration.get("temperature", 1.0)
     if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
         raise ValueError(f"calibration temperature {temperature!r} is not a positive number")
-    for key in ("reject_threshold", "number_threshold"):
-        threshold = calibration.get(key, 0.0)
-        if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ValueError(f"calibration {key} {threshold!r} is not between 0 and 1")
+    threshold = calibration.get("reject_threshold", 0.0)
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"calibration reject_threshold {threshold!r} is not between 0 and 1")
 
 
 def _build_network(metadata: dict) -> nn.Module:

@@ -61,15 +61,19 @@ def _shape(rng: np.random.Generator) -> np.ndarray:
     if kind == 0:  # a filled disc or ellipse: a 0 has a hole, this has none
         radii = rng.uniform(6, 12, 2)
         draw.ellipse([*(centre - radii), *(centre + radii)], fill=ink)
-    elif kind == 1:  # a fat polygon or a star
+    elif kind == 1:  # a fat polygon or a star, filled, or outlined when it is a triangle or a star
         corners = int(rng.integers(3, 9))
         star = rng.random() < 0.4
         angles = np.linspace(0, 2 * np.pi, corners * (2 if star else 1), endpoint=False) + rng.uniform(0, np.pi)
         radii = rng.uniform(7, 13, len(angles))
         if star:
             radii[1::2] *= rng.uniform(0.35, 0.6)
-        points = centre + np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None]
-        draw.polygon([tuple(point) for point in points], fill=ink)
+        points = [tuple(point) for point in centre + np.stack([np.cos(angles), np.sin(angles)], axis=1) * radii[:, None]]
+        # Other polygons' outlines are left out: a square's or a hexagon's is a fair 0.
+        if (star or corners == 3) and rng.random() < 0.5:
+            draw.polygon(points, outline=ink, width=int(rng.integers(2, 5)))
+        else:
+            draw.polygon(points, fill=ink)
     else:  # pen strokes: a cross (+ or x), an arrow, or a tick
         width = int(rng.integers(3, 8))
         size = rng.uniform(10, 22)

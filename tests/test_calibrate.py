@@ -67,10 +67,6 @@ def test_calibrate_and_its_report_on_unseen_data():
     report = calibration_report(fitted, logits[10_000:], labels[10_000:].numpy())
     assert report["test_ece"] < report["test_ece_uncalibrated"]
     assert 0.98 <= report["test_accepted"] <= 1.0
-    # A number's digits clear a stricter bar: the confidence 98% of the validation digits reach.
-    confidence = torch.softmax(logits[:10_000] / fitted["temperature"], dim=1).max(dim=1).values.numpy()
-    assert fitted["number_threshold"] > fitted["reject_threshold"]
-    assert (confidence >= fitted["number_threshold"]).mean() == pytest.approx(0.98, abs=0.001)
 
 
 def test_the_fitted_temperature_is_the_likelihood_minimum():

@@ -180,7 +180,7 @@ def test_unknown_spec_key_in_file(tmp_path, model_path):
     assert "attention_heads" in refusal(path)
 
 
-@pytest.mark.parametrize("key, value", [("reject_threshold", 1.5), ("number_threshold", "high")])
+@pytest.mark.parametrize("key, value", [("reject_threshold", 1.5), ("reject_threshold", "high")])
 def test_a_calibration_threshold_out_of_range_is_refused(tmp_path, model_path, key, value):
     _, metadata = read_parts(model_path)
     calibration = {**json.loads(metadata.get("calibration", "{}")), key: value}
