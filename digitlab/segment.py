@@ -10,13 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .vision import SQUARE, InkMap, find_ink, ink_spans, mnist_style_crop
+from .vision import FRAGMENT_HEIGHT, SQUARE, STRAY_GAP, InkMap, find_ink, ink_spans, mnist_style_crop
 
-# A piece shorter than this fraction of the tallest is a fragment (a 5's top bar, a 7's crossbar, a broken
-# stroke), not a digit; digits written side by side differ less in height than that.
-FULL_HEIGHT = 0.5
-# A fragment this far from every digit (as a fraction of the tallest piece) is not part of one, but dirt.
-MERGE_GAP = 0.5
 # Only a piece at least this much wider than tall can hold touching digits (a wide 0 or 2 reaches 1.1).
 SPLIT_ASPECT = 1.2
 # A digit alone is split by this typical width for its height; pieces narrower than ONE_ASPECT are 1s.
@@ -121,13 +116,14 @@ def _merge_broken(pieces: list[_Piece]) -> list[_Piece]:
     stroke) to the digit it overlaps most in x, or else the nearest one; a lone fragment far from any digit
     is a speck of dirt and is dropped."""
     tallest = max(piece.height for piece in pieces)
-    digits = [piece for piece in pieces if piece.height >= FULL_HEIGHT * tallest]
-    for fragment in sorted((piece for piece in pieces if piece.height < FULL_HEIGHT * tallest), key=lambda p: -p.height):
+    digits = [piece for piece in pieces if piece.height >= FRAGMENT_HEIGHT * tallest]
+    fragments = [piece for piece in pieces if piece.height < FRAGMENT_HEIGHT * tallest]
+    for fragment in sorted(fragments, key=lambda piece: -piece.height):
         nearest = min(
             range(len(digits)),
             key=lambda index: (-_overlap(fragment, digits[index]), _distance(fragment, digits[index])),
         )
-        if _overlap(fragment, digits[nearest]) > 0 or _distance(fragment, digits[nearest]) <= MERGE_GAP * tallest:
+        if _overlap(fragment, digits[nearest]) > 0 or _distance(fragment, digits[nearest]) <= STRAY_GAP * tallest:
             digits[nearest] = digits[nearest].joined(fragment)
     return digits
 
@@ -232,7 +228,7 @@ def _cut(piece: _Piece, cuts: list[int], height: int) -> list[_Piece]:
             areas[0] = 0
             parts.append(_Piece.of(np.isin(labels, np.flatnonzero(areas >= CUT_SCRAP * areas.max()))))
     # A cut that leaves a sliver (the tip of a stroke) undoes itself: the sliver rejoins its neighbour.
-    while len(parts) > 1 and min(part.height for part in parts) < FULL_HEIGHT * height:
+    while len(parts) > 1 and min(part.height for part in parts) < FRAGMENT_HEIGHT * height:
         index = min(range(len(parts)), key=lambda index: parts[index].height)
         sliver = parts.pop(index)
         neighbour = max(index - 1, 0)

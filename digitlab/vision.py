@@ -72,6 +72,11 @@ LINED_PAGE_SIDE = 64
 LINE_DIGIT_RATIO = 0.5
 # A ruled line is also much longer than the digit is wide (or tall, for a vertical line).
 LINE_LENGTH_RATIO = 2.0
+# A piece shorter than this fraction of the tallest is a fragment (a 5's top bar, a 7's crossbar, a broken
+# stroke), not a digit: digits written side by side differ less in height than that. A fragment farther than
+# STRAY_GAP of the tallest piece's height from every taller piece belongs to none of them: it is dirt, a
+# frame's corner or a shadow's tip, and in the crop it would shrink the digit.
+FRAGMENT_HEIGHT, STRAY_GAP = 0.5, 0.5
 SQUARE = np.ones((3, 3), dtype=bool)
 # Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
 FINE_LINE = np.ones((2, 2), dtype=bool)
@@ -233,6 +238,10 @@ def find_ink(gray: np.ndarray) -> InkMap:
             if _spans_image(mask & ~freed):
                 mask = freed
                 stages.append(("fine lines opened", mask))
+    kept = _without_stray_fragments(mask)
+    if kept is not mask:
+        mask = kept
+        stages.append(("stray bits dropped", mask))
     return InkMap(contrast, mask, scale, tuple(stages))
 
 
@@ -503,6 +512,33 @@ def _long_runs(mask: np.ndarray, length: int) -> np.ndarray:
     np.add.at(marks, (rows[long], starts[long]), 1)
     np.add.at(marks, (rows[long], ends[long]), -1)
     return np.cumsum(marks, axis=1)[:, :width] > 0
+
+
+def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
+    """The mask without fragments (pieces under FRAGMENT_HEIGHT of the tallest piece) lying farther than
+    STRAY_GAP of its height from every taller piece: a corner of a frame, a shadow's tip or a smudge away from
+    the digit, which would shrink the digit in its crop. A digit's own broken strokes lie close to it."""
+    if max(mask.shape) < LINED_PAGE_SIDE:
+        return mask  # a crop the size of a digit holds the digit, its breaks included
+    labels, count = ndimage.label(mask, structure=SQUARE)
+    if count < 2:
+        return mask
+    boxes = ndimage.find_objects(labels)
+    heights = np.array([rows.stop - rows.start for rows, _ in boxes])
+    tallest = heights.max()
+    full = [box for box, height in zip(boxes, heights) if height >= FRAGMENT_HEIGHT * tallest]
+    stray = np.zeros(count + 1, dtype=bool)
+    for index, (box, height) in enumerate(zip(boxes, heights), start=1):
+        if height < FRAGMENT_HEIGHT * tallest:
+            stray[index] = min(_box_gap(box, other) for other in full) > STRAY_GAP * tallest
+    return mask & ~stray[labels] if stray.any() else mask
+
+
+def _box_gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> float:
+    """The gap between two boxes (0 when they touch or overlap)."""
+    down = max(0, max(a[0].start, b[0].start) - min(a[0].stop, b[0].stop))
+    across = max(0, max(a[1].start, b[1].start) - min(a[1].stop, b[1].stop))
+    return float(np.hypot(down, across))
 
 
 def _touches_border(mask: np.ndarray) -> bool:

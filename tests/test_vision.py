@@ -380,6 +380,24 @@ def test_specks_do_not_move_the_crop(ink, clean):
     assert similarity(prepared, clean) > 0.95
 
 
+def test_a_smudge_far_from_the_digit_does_not_shrink_it(ink, clean):
+    # Larger than a speck (a fifth of the digit's ink), away from the border, but short and far from the digit:
+    # a pen mark or the tip of a shadow, not a part of the 3.
+    paper = np.full((420, 300), 235.0)
+    paper[380:396, 200:270] = 60
+    prepared = prepare_digit(on_paper(ink, paper, 60, 50))
+    assert similarity(prepared, clean) > 0.95
+
+
+def test_a_digits_own_broken_stroke_stays_with_it(ink):
+    broken = ink.copy()
+    bottom = int(np.nonzero(ink.max(axis=1) > 0.5)[0].max())
+    broken[bottom - 30 : bottom - 20] = 0  # a gap across the 3's tail, as a skipping pen leaves: a short piece
+    found = find_ink(on_paper(broken, np.full((300, 260), 235.0), 60, 50))
+    assert ndimage.label(found.mask, structure=np.ones((3, 3)))[1] >= 2
+    assert np.nonzero(found.mask)[0].max() >= 60 + bottom - 2  # the tail below the gap is kept
+
+
 def test_ruled_lines_across_the_digit_are_removed(ink, clean):
     paper = np.full((300, 260), 235.0)
     for row in (40, 110, 180, 250):
