@@ -86,10 +86,9 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     """Fit the temperature and the rejection threshold on validation digits: what the model file stores."""
     temperature = fit_temperature(logits, labels)
     probabilities = torch.softmax(logits.float() / temperature, dim=1).numpy()
-    confidence = probabilities.max(axis=1)
     return {
         "temperature": temperature,
-        "reject_threshold": acceptance_threshold(confidence),
+        "reject_threshold": acceptance_threshold(probabilities.max(axis=1)),
         "fitted_on": f"{len(labels)} validation digits",
         "validation_ece": expected_calibration_error(probabilities, labels.numpy()),
     }

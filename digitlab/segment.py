@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .vision import FRAGMENT_HEIGHT, SQUARE, STRAY_GAP, InkMap, find_ink, ink_spans, mnist_style_crop
+from .vision import FRAGMENT_HEIGHT, SQUARE, STRAY_GAP, InkMap, box_gap, find_ink, ink_spans, mnist_style_crop
 
 # Only a piece at least this much wider than tall can hold touching digits (a wide 0 or 2 reaches 1.1).
 SPLIT_ASPECT = 1.2
@@ -107,6 +107,10 @@ class _Piece:
     def width(self) -> int:
         return self.right - self.left
 
+    @property
+    def box(self) -> tuple[slice, slice]:
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
     def joined(self, other: _Piece) -> _Piece:
         return _Piece.of(self.mask | other.mask)
 
@@ -121,9 +125,9 @@ def _merge_broken(pieces: list[_Piece]) -> list[_Piece]:
     for fragment in sorted(fragments, key=lambda piece: -piece.height):
         nearest = min(
             range(len(digits)),
-            key=lambda index: (-_overlap(fragment, digits[index]), _distance(fragment, digits[index])),
+            key=lambda index: (-_overlap(fragment, digits[index]), box_gap(fragment.box, digits[index].box)),
         )
-        if _overlap(fragment, digits[nearest]) > 0 or _distance(fragment, digits[nearest]) <= STRAY_GAP * tallest:
+        if _overlap(fragment, digits[nearest]) > 0 or box_gap(fragment.box, digits[nearest].box) <= STRAY_GAP * tallest:
             digits[nearest] = digits[nearest].joined(fragment)
     return digits
 
@@ -131,13 +135,6 @@ def _merge_broken(pieces: list[_Piece]) -> list[_Piece]:
 def _overlap(a: _Piece, b: _Piece) -> int:
     """How many columns the two pieces share."""
     return max(0, min(a.right, b.right) - max(a.left, b.left))
-
-
-def _distance(a: _Piece, b: _Piece) -> float:
-    """The gap between the two boxes (0 when they touch or overlap)."""
-    across = max(0, max(a.left, b.left) - min(a.right, b.right))
-    down = max(0, max(a.top, b.top) - min(a.bottom, b.bottom))
-    return float(np.hypot(across, down))
 
 
 def _reading_order(pieces: list[_Piece]) -> list[list[_Piece]]:

@@ -530,12 +530,13 @@ def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
     stray = np.zeros(count + 1, dtype=bool)
     for index, (box, height) in enumerate(zip(boxes, heights), start=1):
         if height < FRAGMENT_HEIGHT * tallest:
-            stray[index] = min(_box_gap(box, other) for other in full) > STRAY_GAP * tallest
+            stray[index] = min(box_gap(box, other) for other in full) > STRAY_GAP * tallest
     return mask & ~stray[labels] if stray.any() else mask
 
 
-def _box_gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> float:
-    """The gap between two boxes (0 when they touch or overlap)."""
+def box_gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> float:
+    """The gap between two boxes given as (rows, columns) slices, as ndimage.find_objects gives them (0 where
+    they touch or overlap)."""
     down = max(0, max(a[0].start, b[0].start) - min(a[0].stop, b[0].stop))
     across = max(0, max(a[1].start, b[1].start) - min(a[1].stop, b[1].stop))
     return float(np.hypot(down, across))

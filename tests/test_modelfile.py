@@ -180,12 +180,12 @@ def test_unknown_spec_key_in_file(tmp_path, model_path):
     assert "attention_heads" in refusal(path)
 
 
-@pytest.mark.parametrize("key, value", [("reject_threshold", 1.5), ("reject_threshold", "high")])
-def test_a_calibration_threshold_out_of_range_is_refused(tmp_path, model_path, key, value):
+@pytest.mark.parametrize("value", [1.5, "high"])
+def test_a_calibration_threshold_out_of_range_is_refused(tmp_path, model_path, value):
     _, metadata = read_parts(model_path)
-    calibration = {**json.loads(metadata.get("calibration", "{}")), key: value}
+    calibration = {**json.loads(metadata.get("calibration", "{}")), "reject_threshold": value}
     path = rewrite(model_path, tmp_path / "bad-threshold.safetensors", calibration=json.dumps(calibration))
-    assert key in refusal(path)
+    assert "reject_threshold" in refusal(path)
 
 
 @pytest.mark.fault("model files")
