@@ -30,9 +30,14 @@ ANALYSIS_SIDE = 512
 CLEAN_SIDE = 112
 # Polarity needs only the coarse picture; its median filter runs on a copy this small.
 POLARITY_SIDE = 64
+# Pixels leaning towards the light by less than this (their skewness) leave the polarity open: a bold dark
+# digit cropped tight leans up to 0.8 so, nearly every light one on a plain dark ground 0.9 and more.
+CLEAR_LEAN = 1.0
 # The background is estimated over windows this fraction of the shorter side: wider than any stroke
 # (MNIST's thickest are about 6 of 28 pixels), narrower than the changes of light across a photo.
 BACKGROUND_FRACTION = 0.4
+# Strokes wider than this share of that window are not all taken away by it; it then grows by this factor.
+BOLD_SHARE, WINDOW_GROWTH = 0.5, 1.5
 # Ink must stand out from the paper by at least this much (of 255) to count, whatever Otsu says.
 MIN_CONTRAST = 24
 # ... nor less than this many times the paper's noise (grain, sensor noise), so a blank page stays blank.
@@ -199,24 +204,21 @@ def find_ink(gray: np.ndarray) -> InkMap:
         mask = _keep_digit_components(ink > 0)
         stages.append(("specks removed", mask))
         return InkMap(ink, mask, scale, tuple(stages))
-    if not _ink_is_light(image):
+    lean = _ink_lean(image)
+    if lean < 0:
         image = 255 - image
+    contrast, threshold, thresholded, mask = _cut_ink(image)
+    if 0 <= lean < CLEAR_LEAN:
+        # Pixels leaning only a little towards light ink may be a bold dark digit cropped tight, its ink near
+        # half the image. Read as dark ink too, the reading whose ink holds together in fewer pieces wins:
+        # a digit is one or two strokes, while the paper round a bold digit falls apart into corners and
+        # counters. (Ties keep the light reading: a light digit on a dark plate leans as little.)
+        dark = _cut_ink(255 - image)
+        if 0 < _count_pieces(dark[3]) < _count_pieces(mask) or not mask.any() and dark[3].any():
+            image, (contrast, threshold, thresholded, mask) = 255 - image, dark
     stages.append(("light ink on dark", image))
-    contrast = image - _background(image)
     stages.append(("background removed", contrast))
-    # Otsu's cut, but never within the paper's own grain: its spread is measured robustly (ink edges are
-    # the minority) on differences of neighbouring pixels, which slow changes of light do not affect.
-    # Every third row is plenty for these robust statistics, at a third of the cost.
-    sample = contrast[::3]
-    paper = float(_median(sample.ravel()))
-    steps = (sample[:, 1:] - sample[:, :-1]).ravel()
-    noise = 1.4826 * float(_median(np.abs(steps - _median(steps)))) / np.sqrt(2) if steps.size else 0.0
-    ink_level = _ink_level(contrast)
-    threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * noise, paper + INK_SHARE * (ink_level - paper))
-    low = max(threshold * HYSTERESIS_LOW, paper + NOISE_MARGIN / 2 * noise, paper + GROW_SHARE * (ink_level - paper))
-    mask, pieces = _hysteresis_mask(contrast, threshold, low)
-    stages.append(("thresholded", mask))
-    mask = _without_lines_and_specks(mask, pieces)
+    stages.append(("thresholded", thresholded))
     stages.append(("cleaned", mask))
     for factor in STRICTER_THRESHOLDS:
         if not _largest_is_frame(mask):
@@ -322,9 +324,10 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
 
 
-def _ink_is_light(image: np.ndarray) -> bool:
+def _ink_lean(image: np.ndarray) -> float:
     """Ink is the minority that stands out from its surroundings: after removing the slowly varying
-    background, the pixel values lean towards the ink's side (their skew has the ink's sign)."""
+    background, the pixel values lean towards the ink's side. Their skewness (third moment over the spread
+    cubed) has the ink's sign: positive for light ink, negative for dark."""
     scale = POLARITY_SIDE / max(image.shape)
     coarse = _resize(image, scale) if scale < 1 else image
     size = max(3, round(min(coarse.shape) * BACKGROUND_FRACTION))
@@ -334,7 +337,8 @@ def _ink_is_light(image: np.ndarray) -> bool:
     background = rows @ grid @ columns.T
     deviation = (image - background).ravel()
     deviation -= deviation.sum() / deviation.size
-    return float(deviation @ (deviation * deviation)) >= 0
+    spread = float(deviation @ deviation) / deviation.size
+    return float(deviation @ (deviation * deviation)) / deviation.size / max(spread, 1e-12) ** 1.5
 
 
 @functools.lru_cache(maxsize=256)  # at most 256 x 20 x 512 floats: 10 MB
@@ -382,10 +386,45 @@ def _median(values: np.ndarray) -> np.ndarray:
     return (halves[..., middle - 1] + halves[..., middle]) / 2
 
 
-def _background(image: np.ndarray) -> np.ndarray:
-    """The paper under the ink: a grey opening removes every light feature narrower than the window
-    (strokes) and follows what is wider (uneven light, shadows), so no polarity guess is needed here."""
-    return _opening(image, max(3, round(min(image.shape) * BACKGROUND_FRACTION)))
+def _cut_ink(image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Light ink's contrast over the paper, the cut, the thresholded mask and the mask cleaned of specks
+    and ruled lines."""
+    window = max(3, round(min(image.shape) * BACKGROUND_FRACTION))
+    contrast, threshold, (mask, pieces) = _threshold(image, window)
+    # In a digit-sized image (a form's box, scanned), strokes nearly as wide as the window (a bold digit
+    # cropped tight) partly pass for paper, so the cut finds them narrower than they are: the window widens
+    # until it clears the widest of them. Photos and pages keep theirs, which their shadows need.
+    side = min(image.shape)
+    while max(image.shape) < LINED_PAGE_SIDE and window < side and _widest_stroke(mask) > BOLD_SHARE * window:
+        window = min(side, round(window * WINDOW_GROWTH))
+        contrast, threshold, (mask, pieces) = _threshold(image, window)
+    return contrast, threshold, mask, _without_lines_and_specks(mask, pieces)
+
+
+def _count_pieces(mask: np.ndarray) -> int:
+    return ndimage.label(mask, structure=SQUARE)[1]
+
+
+def _widest_stroke(mask: np.ndarray) -> float:
+    """Twice the largest distance from any ink pixel to the paper: the width of the boldest stroke."""
+    return 2 * float(ndimage.distance_transform_edt(mask).max()) if mask.any() else 0.0
+
+
+def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple]:
+    """Ink's contrast over the paper (a grey opening by `window` removes every light feature narrower than
+    it, strokes, and follows what is wider, uneven light and shadows), the cut and the hysteresis mask."""
+    contrast = image - _opening(image, window)
+    # Otsu's cut, but never within the paper's own grain: its spread is measured robustly (ink edges are
+    # the minority) on differences of neighbouring pixels, which slow changes of light do not affect.
+    # Every third row is plenty for these robust statistics, at a third of the cost.
+    sample = contrast[::3]
+    paper = float(_median(sample.ravel()))
+    steps = (sample[:, 1:] - sample[:, :-1]).ravel()
+    noise = 1.4826 * float(_median(np.abs(steps - _median(steps)))) / np.sqrt(2) if steps.size else 0.0
+    ink_level = _ink_level(contrast)
+    threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * noise, paper + INK_SHARE * (ink_level - paper))
+    low = max(threshold * HYSTERESIS_LOW, paper + NOISE_MARGIN / 2 * noise, paper + GROW_SHARE * (ink_level - paper))
+    return contrast, threshold, _hysteresis_mask(contrast, threshold, low)
 
 
 def _opening(image: np.ndarray, size: int) -> np.ndarray:

@@ -439,6 +439,20 @@ def test_small_scanned_digit_filling_its_box_is_not_taken_for_a_frame(mnist_test
     assert similarity(prepare_digit(scanned), prepare_digit(np.pad(stretched_back, 6))) > 0.8
 
 
+@pytest.mark.parametrize("index", [10, 84, 110])
+def test_bold_scanned_digit_cropped_tight_keeps_its_polarity_and_strokes(mnist_test, index):
+    # A form's box filled by a bold 0 or 8, dark on light: the ink is near half the image, so its pixels barely
+    # lean either way (taken for light ink, the 10 and the 84 came out as their paper), and its strokes are nearly as
+    # wide as the background's window (the 110 lost half of its lower loop to the paper).
+    bold = ndimage.grey_dilation(mnist_test[0][index], size=(3, 3))
+    rows, columns = np.nonzero(bold > 30)
+    crop = bold[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    ink = np.asarray(Image.fromarray(crop).resize((26, 26), Image.Resampling.BOX), dtype=np.float32)
+    grain = np.random.default_rng(0).normal(0, 3, ink.shape)
+    scanned = np.clip(225 - 0.7 * ink + grain, 0, 255).astype(np.uint8)
+    assert similarity(prepare_digit(scanned), prepare_digit(np.pad(ink.astype(np.uint8), 4))) > 0.95
+
+
 def test_twelve_megapixel_photo_is_analysed_on_a_small_copy(ink, clean):
     paper = np.full((3000, 4000), 225.0)
     big = np.asarray(Image.fromarray(ink).resize((1500, 1500), Image.Resampling.BILINEAR))
