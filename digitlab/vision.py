@@ -422,9 +422,15 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     steps = (sample[:, 1:] - sample[:, :-1]).ravel()
     noise = 1.4826 * float(_median(np.abs(steps - _median(steps)))) / np.sqrt(2) if steps.size else 0.0
     ink_level = _ink_level(contrast)
-    threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * noise, paper + INK_SHARE * (ink_level - paper))
+    # In a page or a photo the strokes' seeds are sought on a 3x3 mean of the contrast: a stroke two or more
+    # pixels wide keeps its level there while grain falls to a third, so a digit written lightly in a grainy
+    # photo clears the grain's margin. The strokes then grow over the contrast itself.
+    seeds, seed_noise = contrast, noise
+    if min(image.shape) >= LINED_PAGE_SIDE:
+        seeds, seed_noise = ndimage.uniform_filter(contrast, 3, mode="nearest"), noise / 3
+    threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * seed_noise, paper + INK_SHARE * (ink_level - paper))
     low = max(threshold * HYSTERESIS_LOW, paper + NOISE_MARGIN / 2 * noise, paper + GROW_SHARE * (ink_level - paper))
-    return contrast, threshold, _hysteresis_mask(contrast, threshold, low)
+    return contrast, threshold, _hysteresis_mask(contrast, threshold, low, seeds)
 
 
 def _opening(image: np.ndarray, size: int) -> np.ndarray:
@@ -488,14 +494,17 @@ def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     return np.bincount(np.minimum(index, bins - 1), minlength=bins), edges
 
 
-def _hysteresis_mask(contrast: np.ndarray, high: float, low: float) -> tuple[np.ndarray, tuple[np.ndarray, int]]:
-    """Pixels above the cut `high`, grown into the fainter pixels (above `low`) connected to them, so
-    a faded stroke stays whole while faint noise away from the strokes stays out. Also the mask's pieces
-    (labels, numbered with gaps, and how many), which spare the speck removal labelling them again."""
+def _hysteresis_mask(
+    contrast: np.ndarray, high: float, low: float, seeds: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[np.ndarray, int]]:
+    """Pixels above the cut `high` (in `seeds`, if given, else in `contrast`), grown into the fainter pixels
+    (above `low`) connected to them, so a faded stroke stays whole while faint noise away from the strokes
+    stays out. Also the mask's pieces (labels, numbered with gaps, and how many), which spare the speck
+    removal labelling them again."""
     weak = contrast > low
     labels, count = ndimage.label(weak, structure=SQUARE)
     keep = np.zeros(count + 1, dtype=bool)
-    keep[labels[contrast > high]] = True
+    keep[labels[(contrast if seeds is None else seeds) > high]] = True
     keep[0] = False
     mask = keep[labels]
     return mask, (labels * mask, int(np.count_nonzero(keep)))

@@ -200,9 +200,12 @@ def test_outliers_join_each_batch_and_are_distorted_like_the_digits(mnist_test):
 
     augmented = training_inputs(digits, outliers, RECIPES["default"], torch.Generator().manual_seed(0))
     assert augmented.shape == (64 + 16, 1, 28, 28)
-    # Distorted: no drawn outlier is left as it was; most are changed by far more than rounding.
-    assert (nearest_clean_distance(augmented[64:]) > 0).all()
-    assert (nearest_clean_distance(augmented[64:]) > 0.2).float().mean() > 0.5
+    # Distorted: no drawn outlier is left as it was; most are changed by far more than rounding. (Noise that
+    # prepares to a blank image stays blank, whatever distorts it.)
+    drawn = augmented[64:][augmented[64:].amax(dim=(1, 2, 3)) > 0]
+    assert len(drawn) >= 12
+    assert (nearest_clean_distance(drawn) > 0).all()
+    assert (nearest_clean_distance(drawn) > 0.2).float().mean() > 0.5
     plain = training_inputs(digits, outliers, Recipe(outlier_exposure=0.1), torch.Generator().manual_seed(0))
     assert torch.equal(plain[:64], to_model_input(digits))
     assert (nearest_clean_distance(plain[64:]) == 0).all()
