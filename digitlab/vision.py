@@ -422,9 +422,11 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     steps = (sample[:, 1:] - sample[:, :-1]).ravel()
     noise = 1.4826 * float(_median(np.abs(steps - _median(steps)))) / np.sqrt(2) if steps.size else 0.0
     ink_level = _ink_level(contrast)
-    # In a page or a photo the strokes' seeds are sought on a 3x3 mean of the contrast: a stroke two or more
-    # pixels wide keeps its level there while grain falls to a third, so a digit written lightly in a grainy
-    # photo clears the grain's margin. The strokes then grow over the contrast itself.
+    # In an image at least LINED_PAGE_SIDE pixels both ways (a page or a photo; unlike the line and fragment
+    # checks, a strip of digits narrower than that is left out too, as measured) the strokes' seeds are sought
+    # on a 3x3 mean of the contrast: a stroke two or more pixels wide keeps its level there while grain falls
+    # to a third, so a digit written lightly in a grainy photo clears the grain's margin. The strokes then
+    # grow over the contrast itself.
     seeds, seed_noise = contrast, noise
     if min(image.shape) >= LINED_PAGE_SIDE:
         seeds, seed_noise = ndimage.uniform_filter(contrast, 3, mode="nearest"), noise / 3
