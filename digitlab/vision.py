@@ -673,8 +673,13 @@ def _keep_digit_components(mask: np.ndarray, pieces: tuple[np.ndarray, int] | No
     elif enough_inside:
         boxes = ndimage.find_objects(labels)
         inside = [boxes[index - 1] for index in np.flatnonzero(inner)]
-        height = max(box[0].stop for box in inside) - min(box[0].start for box in inside)
-        width = max(box[1].stop for box in inside) - min(box[1].start for box in inside)
+        inside_box = (
+            slice(min(box[0].start for box in inside), max(box[0].stop for box in inside)),
+            slice(min(box[1].start for box in inside), max(box[1].stop for box in inside)),
+        )
+        height = inside_box[0].stop - inside_box[0].start
+        width = inside_box[1].stop - inside_box[1].start
+        inside_area = areas[inner].sum()
         band_rows, band_columns = max(2, BORDER_BAND * mask.shape[0]), max(2, BORDER_BAND * mask.shape[1])
         for index in np.flatnonzero(keep & touching):
             rows, columns = boxes[index - 1]
@@ -683,7 +688,9 @@ def _keep_digit_components(mask: np.ndarray, pieces: tuple[np.ndarray, int] | No
                 rows.stop <= band_rows or rows.start >= mask.shape[0] - band_rows
                 or columns.stop <= band_columns or columns.start >= mask.shape[1] - band_columns
             )
-            keep[index] = not (larger or sliver)
+            # A smaller piece at the border far from the ink inside: a shadow's edge or a corner of light.
+            apart = areas[index] < inside_area and box_gap(boxes[index - 1], inside_box) > STRAY_GAP * height
+            keep[index] = not (larger or sliver or apart)
         keep &= areas >= SPECK_FRACTION * areas[keep].max()
     return keep[labels]
 

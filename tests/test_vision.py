@@ -398,6 +398,16 @@ def test_a_smudge_far_from_the_digit_does_not_shrink_it(ink, clean):
     assert similarity(prepared, clean) > 0.95
 
 
+def test_a_dark_corner_of_the_photo_does_not_shrink_the_digit(ink, clean):
+    # A corner in shadow (a whiteboard's edge, a vignette): it reaches the border, it is more than half as
+    # tall as the digit, so it is no fragment, but it is smaller than the digit and far from it.
+    paper = np.full((420, 300), 235.0)
+    rows, columns = np.mgrid[0:420, 0:300]
+    paper[(rows > 320) & (columns - 240 > (420 - rows) * 0.6)] = 90
+    prepared = prepare_digit(on_paper(ink, paper, 60, 50))
+    assert similarity(prepared, clean) > 0.95
+
+
 def test_a_digits_own_broken_stroke_stays_with_it(ink):
     broken = ink.copy()
     bottom = int(np.nonzero(ink.max(axis=1) > 0.5)[0].max())
