@@ -82,14 +82,17 @@ def acceptance_threshold(confidence: np.ndarray, accepted: float = ACCEPTED_DIGI
     return float(np.quantile(confidence, 1.0 - accepted, method="lower"))
 
 
-def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Fit the temperature and the rejection threshold on validation digits: what the model file stores."""
+def calibrate(logits: torch.Tensor, labels: torch.Tensor, distorted: torch.Tensor | None = None) -> dict:
+    """Fit the temperature and the rejection threshold on validation digits: what the model file stores.
+    With `distorted` (logits of the same digits as training distorts them), the threshold accepts
+    ACCEPTED_DIGITS of those instead, a lower bar that still accepts more of the clean digits."""
     temperature = fit_temperature(logits, labels)
     probabilities = torch.softmax(logits.float() / temperature, dim=1).numpy()
+    bar_on = probabilities if distorted is None else torch.softmax(distorted.float() / temperature, dim=1).numpy()
     return {
         "temperature": temperature,
-        "reject_threshold": acceptance_threshold(probabilities.max(axis=1)),
-        "fitted_on": f"{len(labels)} validation digits",
+        "reject_threshold": acceptance_threshold(bar_on.max(axis=1)),
+        "fitted_on": f"{len(labels)} validation digits" + ("" if distorted is None else ", the bar on them distorted"),
         "validation_ece": expected_calibration_error(probabilities, labels.numpy()),
     }
 

@@ -33,6 +33,10 @@ FONT_SUFFIXES = (".ttf", ".otf")
 # Hairline faces vanish at the resolution digits are photographed at; people do not write with them.
 SKIPPED_STYLES = ("Thin", "Hairline", "ExtraLight", "UltraLight")
 CANVAS = 96
+# A share of the digits is shrunk until the glyph stands 10-24 pixels tall, as in a small crop of a photo or a
+# scan: thresholded at that size, its curves come out blocky and its counters nearly closed.
+SMALL_SHARE = 0.25
+SMALL_HEIGHTS = (10, 24)
 
 
 def training_fonts() -> list[Path]:
@@ -96,9 +100,19 @@ def printed_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         embolden = int(rng.choice([0, 0, 0, 1, 2, 3]))
         image = _render(font, str(label), float(rng.uniform(-0.25, 0.25)), embolden)
         image = image.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR)
+        if rng.random() < SMALL_SHARE:
+            image = _shrunk(image, float(rng.uniform(*SMALL_HEIGHTS)))
         ink = np.asarray(image)
         digits[index] = prepare_digit(ink if rng.random() < 0.5 else 255 - ink)
     return digits, labels.astype(np.int64)
+
+
+def _shrunk(image: Image.Image, height: float) -> Image.Image:
+    """The canvas scaled by area averaging, as a camera's pixels average light, so the glyph is `height` tall."""
+    top, bottom = image.getbbox()[1::2]
+    scale = min(1.0, height / (bottom - top))
+    side = max(1, round(CANVAS * scale))
+    return image.resize((side, side), Image.Resampling.BOX)
 
 
 def _render(font: ImageFont.FreeTypeFont, text: str, slant: float, embolden: int) -> Image.Image:

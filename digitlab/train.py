@@ -89,10 +89,13 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "seed": Recipe(),
-    # The recipe behind the shipped model, trained for the real world: one-cycle AdamW with label smoothing,
-    # warps, gaps in a quarter of the digits' strokes, stroke width, blur and noise (digitlab.augment), 15,000
-    # digits in printed and handwriting fonts beside MNIST, and outlier exposure, the outliers distorted like
-    # the digits (seed 0: 99.61% MNIST test, 94.0% of the benchmark's not-digits rejected). The gaps, seeds 0
+    # The recipe behind the shipped model, trained for the real world: one-cycle AdamW, warps, gaps in a
+    # quarter of the digits' strokes, stroke width, blur and noise (digitlab.augment), 15,000 digits in printed
+    # and handwriting fonts beside MNIST, and outlier exposure, the outliers distorted like the digits. No label
+    # smoothing: it squeezes every confidence alike, real digits' and outliers', so the "not a digit" bar parts
+    # them less well (seed 0 with it: 93.2% of the benchmark's not-digits rejected at its bar, 88% at a bar
+    # reading the digit sets as well as seed 0 without it, which rejects 95.1%; seed 1, the shipped model: 99.51%
+    # MNIST test, 95.1% rejected). The gaps, seeds 0
     # and 1 side by side on one host, with against without (outliers then left clean): not-digits rejected
     # 83.9/81.2% against 75.0/69.5%, photographed 88.8/88.7% against 87.9/88.0%, scanned 94.1/94.1% against
     # 93.4/93.5%, printed and handwriting fonts 0.2-0.6 point lower. Outlier exposure at 0.5 drowned the
@@ -106,7 +109,6 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=5e-4,
         schedule="onecycle",
         warmup_fraction=0.2,
-        label_smoothing=0.1,
         augment=True,
         stroke_gaps=0.25,
         printed_digits=15_000,
@@ -128,8 +130,9 @@ RECIPES: dict[str, Recipe] = {
 # 99.04-99.09% in 3.7 s of training each (AMX host); at tiny's peak 98.93-99.10%, at 3e-2 98.91-99.17%;
 # batches of 192 or 256 saved under 10% of the time and lost 0.1-0.15 point.
 RECIPES["fast"] = dataclasses.replace(RECIPES["tiny"], epochs=1, learning_rate=2e-2)
+# Label smoothing stays in it: it sets no "not a digit" bar, and its 99.74% was measured with it.
 RECIPES["best"] = dataclasses.replace(
-    RECIPES["default"], epochs=60, printed_digits=0, outlier_exposure=0.0, stroke_gaps=0.0
+    RECIPES["default"], epochs=60, label_smoothing=0.1, printed_digits=0, outlier_exposure=0.0, stroke_gaps=0.0
 )
 
 
@@ -335,8 +338,14 @@ def train(
     else:
         test_logits = batched_logits(network, torch.from_numpy(test_images), target)
         test_accuracy = (test_logits.argmax(1) == torch.from_numpy(test_labels)).float().mean().item()
-        # Confidence is calibrated on the validation split, never the test split, which only reports it.
-        calibration = calibrate(batched_logits(network, val_images_t, target), val_labels_t)
+        # Confidence is calibrated on the validation split, never the test split, which only reports it. A
+        # recipe that trains on distorted digits sets the "not a digit" bar on validation digits distorted so
+        # too: the digits people photograph and scan read less surely than MNIST's own.
+        distorted = None
+        if recipe.augment:
+            inputs = training_inputs(val_images_t, None, recipe, torch.Generator().manual_seed(seed))
+            distorted = batched_logits(network, (inputs[:, 0] * 255).round().clamp(0, 255).to(torch.uint8), target)
+        calibration = calibrate(batched_logits(network, val_images_t, target), val_labels_t, distorted)
         calibration_metrics = calibration_report(calibration, test_logits, test_labels)
     metrics = {
         "test_accuracy": test_accuracy,

@@ -69,6 +69,16 @@ def test_calibrate_and_its_report_on_unseen_data():
     assert 0.98 <= report["test_accepted"] <= 1.0
 
 
+def test_the_bar_set_on_distorted_digits_accepts_that_share_of_them_and_more_of_the_clean():
+    logits, labels = sampled_logits(2.0, seed=2)
+    distorted = logits * 0.5  # the same digits read less surely, as distortion does
+    fitted = calibrate(logits, labels, distorted)
+    assert fitted["temperature"] == calibrate(logits, labels)["temperature"]  # fitted on the clean digits
+    confidence = torch.softmax(distorted / fitted["temperature"], dim=1).max(dim=1).values.numpy()
+    assert 0.99 <= (confidence >= fitted["reject_threshold"]).mean() < 0.9915
+    assert fitted["reject_threshold"] < calibrate(logits, labels)["reject_threshold"]
+
+
 def test_the_fitted_temperature_is_the_likelihood_minimum():
     logits, labels = sampled_logits(1.7, seed=3)
     fitted = fit_temperature(logits, labels)

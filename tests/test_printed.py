@@ -38,6 +38,15 @@ def test_printed_digits_are_seeded_prepared_digits_with_every_label():
         assert max(np.ptp(rows), np.ptp(columns)) + 1 <= 21
 
 
+@pytest.mark.parametrize("height", [10.0, 17.0, 24.0])
+def test_a_shrunk_digit_stands_as_tall_as_asked_and_a_large_one_is_left_alone(height):
+    font = printed.ImageFont.truetype(str(training_fonts()[0]), 60)
+    glyph = printed._render(font, "8", 0.0, 0)
+    top, bottom = printed._shrunk(glyph, height).getbbox()[1::2]
+    assert abs((bottom - top) - height) <= 2  # area averaging spreads the edges by up to a pixel each way
+    assert printed._shrunk(glyph, 500.0).size == glyph.size
+
+
 def test_drawing_printed_digits_without_the_font_packages_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(printed, "DPKG_INFO", tmp_path)  # a dpkg that has installed none of them
     assert printed.missing_font_packages() == list(FONT_PACKAGES)
