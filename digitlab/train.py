@@ -343,7 +343,7 @@ def train(
         # too: the digits people photograph and scan read less surely than MNIST's own.
         distorted = None
         if recipe.augment:
-            inputs = training_inputs(val_images_t, None, recipe, torch.Generator().manual_seed(seed))
+            inputs = augment(to_model_input(val_images_t), torch.Generator().manual_seed(seed), recipe.stroke_gaps)
             distorted = batched_logits(network, (inputs[:, 0] * 255).round().clamp(0, 255).to(torch.uint8), target)
         calibration = calibrate(batched_logits(network, val_images_t, target), val_labels_t, distorted)
         calibration_metrics = calibration_report(calibration, test_logits, test_labels)
