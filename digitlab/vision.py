@@ -82,6 +82,9 @@ LINE_LENGTH_RATIO = 2.0
 # STRAY_GAP of the tallest piece's height from every taller piece belongs to none of them: it is dirt, a
 # frame's corner or a shadow's tip, and in the crop it would shrink the digit.
 FRAGMENT_HEIGHT, STRAY_GAP = 0.5, 0.5
+# A piece fainter than the strongest ink grows by a cut scaled to its own strength. Growth to more than
+# OWN_GROWTH times the ink it grows from is a shadow spreading; a piece ELONGATED times longer than wide is a line.
+OWN_GROWTH, ELONGATED = 6, 4
 SQUARE = np.ones((3, 3), dtype=bool)
 # Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
 FINE_LINE = np.ones((2, 2), dtype=bool)
@@ -421,7 +424,10 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     paper = float(_median(sample.ravel()))
     steps = (sample[:, 1:] - sample[:, :-1]).ravel()
     noise = 1.4826 * float(_median(np.abs(steps - _median(steps)))) / np.sqrt(2) if steps.size else 0.0
-    ink_level = _ink_level(contrast)
+    # How strongly the digit stands out: the brightest contrast after a 3x3 median, which a hot pixel or a
+    # speck of JPEG debris cannot set but a pen stroke two pixels wide can.
+    strength = _median_3x3(contrast)
+    ink_level = float(strength.max())
     # In an image at least LINED_PAGE_SIDE pixels both ways (a page or a photo; unlike the line and fragment
     # checks, a strip of digits narrower than that is left out too, as measured) the strokes' seeds are sought
     # on a 3x3 mean of the contrast: a stroke two or more pixels wide keeps its level there while grain falls
@@ -431,8 +437,61 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     if min(image.shape) >= LINED_PAGE_SIDE:
         seeds, seed_noise = ndimage.uniform_filter(contrast, 3, mode="nearest"), noise / 3
     threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * seed_noise, paper + INK_SHARE * (ink_level - paper))
-    low = max(threshold * HYSTERESIS_LOW, paper + NOISE_MARGIN / 2 * noise, paper + GROW_SHARE * (ink_level - paper))
-    return contrast, threshold, _hysteresis_mask(contrast, threshold, low, seeds)
+    floor = paper + NOISE_MARGIN / 2 * noise
+    low = max(threshold * HYSTERESIS_LOW, floor, paper + GROW_SHARE * (ink_level - paper))
+    mask, pieces = _hysteresis_mask(contrast, threshold, low, seeds)
+    grown = _grown_by_own_strength(contrast, strength, mask, pieces, paper, low, floor)
+    return contrast, threshold, (grown, pieces if grown is mask else None)
+
+
+def _grown_by_own_strength(
+    contrast: np.ndarray, strength: np.ndarray, mask: np.ndarray, pieces: tuple[np.ndarray, int],
+    paper: float, low: float, floor: float,
+) -> np.ndarray:
+    """The mask with each piece fainter than the strongest ink grown into pixels above a cut scaled to its
+    own strength (`low` is the strongest's, `floor` the grain's): a lighter digit beside a dark one keeps its
+    faint strokes instead of leaving a fragment behind. Specks, lines and growth that is a shadow spreading
+    (too much of it, or out to the border) are left as they were."""
+    labels, count = pieces
+    top = float(strength.max())
+    if count < 2 or top <= paper:
+        return mask
+    areas = np.bincount(labels.ravel())
+    areas[0] = 0
+    levels = np.zeros(len(areas))
+    np.maximum.at(levels, labels[mask], strength[mask])
+    boxes = ndimage.find_objects(labels)
+    grown = mask
+    for index in np.flatnonzero(areas >= SPECK_FRACTION * areas.max()):
+        own_low = max(floor, paper + (low - paper) * (levels[index] - paper) / (top - paper))
+        rows, columns = boxes[index - 1]
+        height, width = rows.stop - rows.start, columns.stop - columns.start
+        if own_low >= low or max(height, width) > ELONGATED * min(height, width):
+            continue
+        reach = max(height, width)
+        window = (
+            slice(max(0, rows.start - reach), rows.stop + reach), slice(max(0, columns.start - reach), columns.stop + reach)
+        )
+        region, _ = ndimage.label(contrast[window] > own_low, structure=SQUARE)
+        # The piece lies wholly within one region: its pixels are all above `low`, and `low` > `own_low`.
+        piece_rows, piece_columns = np.nonzero(labels[window] == index)
+        added = region == region[piece_rows[0], piece_columns[0]]
+        spreads = np.count_nonzero(added) > OWN_GROWTH * np.count_nonzero(added & mask[window])
+        if spreads or _reaches_border(added, window, mask.shape):
+            continue
+        if grown is mask:
+            grown = mask.copy()
+        grown[window] |= added
+    return grown
+
+
+def _reaches_border(part: np.ndarray, window: tuple[slice, slice], shape: tuple[int, int]) -> bool:
+    """Whether a mask of the `window` of an image of `shape` has a pixel on the image's border."""
+    rows, columns = ink_spans(part)
+    return bool(
+        window[0].start + rows[0] == 0 or window[1].start + columns[0] == 0
+        or window[0].start + rows[-1] == shape[0] - 1 or window[1].start + columns[-1] == shape[1] - 1
+    )
 
 
 def _opening(image: np.ndarray, size: int) -> np.ndarray:
@@ -442,12 +501,6 @@ def _opening(image: np.ndarray, size: int) -> np.ndarray:
     eroded = ndimage.minimum_filter1d(ndimage.minimum_filter1d(image, size, 0, mode="nearest"), size, 1, mode="nearest")
     opened = ndimage.maximum_filter1d(eroded, size, 0, mode="nearest", origin=shift)
     return ndimage.maximum_filter1d(opened, size, 1, mode="nearest", origin=shift)
-
-
-def _ink_level(contrast: np.ndarray) -> float:
-    """How strongly the digit stands out: the brightest contrast after a 3x3 median, which a hot pixel or
-    a speck of JPEG debris cannot set but a pen stroke two pixels wide can."""
-    return float(_median_3x3(contrast).max())
 
 
 def _median_3x3(image: np.ndarray) -> np.ndarray:
@@ -512,8 +565,8 @@ def _hysteresis_mask(
     return mask, (labels * mask, int(np.count_nonzero(keep)))
 
 
-def _without_lines_and_specks(mask: np.ndarray, pieces: tuple[np.ndarray, int]) -> np.ndarray:
-    """The thresholded ink without ruled lines, specks and frames; `pieces` label the mask as it came."""
+def _without_lines_and_specks(mask: np.ndarray, pieces: tuple[np.ndarray, int] | None) -> np.ndarray:
+    """The thresholded ink without ruled lines, specks and frames; `pieces` label the mask as it came, if known."""
     lined = _remove_ruled_lines(mask)
     return _keep_digit_components(lined, pieces if lined is mask else None)
 

@@ -147,6 +147,18 @@ def test_a_broken_stroke_stays_one_digit(mnist_test, predictor):
     assert read(predictor, paper) == "17"
 
 
+@pytest.mark.parametrize("pair", [(0, 4), (2, 8)], ids=["74", "15"])
+def test_a_lighter_digit_beside_a_dark_one_keeps_its_faint_strokes(mnist_test, predictor, pair):
+    # The second digit written lightly, its lower half lighter still: cut by the dark digit's strength, its
+    # lower half falls away and what is left passes for a fragment of its neighbour.
+    images, labels = mnist_test
+    light = images[pair[1]].astype(float)
+    light[:14] *= 0.55
+    light[14:] *= 0.3
+    paper, _ = number_on_paper([images[pair[0]], light.astype(np.uint8)], gap=8)
+    assert read(predictor, paper) == "".join(str(labels[index]) for index in pair)
+
+
 @pytest.mark.parametrize("text, size", [("2024", 40), ("314159", 64), ("57", 120)])
 def test_rendered_numbers_are_read(predictor, text, size):
     assert read(predictor, rendered(text, size)) == text
