@@ -118,7 +118,8 @@ class Predictor:
 
     def _read_number(self, found: list[tuple[DigitSegment, np.ndarray]]) -> dict:
         """The digits of a multi-digit image (each with its probabilities), with their boxes, and the number
-        they spell (None if any of them is not a digit; one unsure digit among sure ones is read, see SURE_COMPANIONS)."""
+        they spell (None if any of them is not a digit; one unsure digit among sure ones is read all the same,
+        see SURE_COMPANIONS)."""
         reasons = [self.rejection(segment.digit, row) for segment, row in found]
         unsure = [index for index, reason in enumerate(reasons) if reason]
         if len(unsure) == 1 and self._vouched_for(found, unsure[0]):

@@ -470,7 +470,8 @@ def _grown_by_own_strength(
             continue
         reach = max(height, width)
         window = (
-            slice(max(0, rows.start - reach), rows.stop + reach), slice(max(0, columns.start - reach), columns.stop + reach)
+            slice(max(0, rows.start - reach), rows.stop + reach),
+            slice(max(0, columns.start - reach), columns.stop + reach),
         )
         region, _ = ndimage.label(contrast[window] > own_low, structure=SQUARE)
         # The piece lies wholly within one region: its pixels are all above `low`, and `low` > `own_low`.
