@@ -141,11 +141,12 @@ class Predictor:
         and reaches UNSURE_SHARE of the bar, and enough of the others read surely."""
         segment, row = found[index]
         others = [float(other.max()) for position, (_, other) in enumerate(found) if position != index]
+        # The cheap checks, already run once in `rejection`, last: most unsure digits fail on the numbers first.
         return (
-            not_a_digit_reason(segment.digit) is None
-            and float(row.max()) >= UNSURE_SHARE * self.reject_threshold_
+            float(row.max()) >= UNSURE_SHARE * self.reject_threshold_
             and len(others) >= SURE_COMPANIONS
             and min(others) >= SURE_CONFIDENCE
+            and not_a_digit_reason(segment.digit) is None
         )
 
     @staticmethod
