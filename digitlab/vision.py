@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
-from scipy import ndimage
+from scipy import ndimage, spatial
 
 from .errors import ImageError
 
@@ -85,6 +85,18 @@ FRAGMENT_HEIGHT, STRAY_GAP = 0.5, 0.5
 # A piece fainter than the strongest ink grows by a cut scaled to its own strength. Growth to more than
 # OWN_GROWTH times the ink it grows from is a shadow spreading; a piece ELONGATED times longer than wide is a line.
 OWN_GROWTH, ELONGATED = 6, 4
+# A sheet, sticky note or board photographed lying on a darker desk or wall is sought on a copy SHEET_SIDE pixels
+# across. It covers SHEET_AREA of the frame and at most SHEET_BORDER of the frame's edge, stands SHEET_CONTRAST
+# grey levels above its surroundings behind an edge whose gradient is SHEET_EDGE of that step or more, fills
+# SHEET_RECTANGLE of the smallest rectangle round it, and carries dark marks (SHEET_INK of it or more) no wider
+# than SHEET_MARKS of its side, while at most SHEET_OUTSIDE_MARKS of the surroundings is as dark as marks.
+SHEET_SIDE = 96
+SHEET_AREA = (0.04, 0.9)
+SHEET_BORDER = 0.5
+SHEET_CONTRAST = 40
+SHEET_EDGE = 0.2
+SHEET_RECTANGLE = 0.85
+SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS = 0.002, 0.08, 0.02
 SQUARE = np.ones((3, 3), dtype=bool)
 # Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
 FINE_LINE = np.ones((2, 2), dtype=bool)
@@ -207,6 +219,10 @@ def find_ink(gray: np.ndarray) -> InkMap:
         mask = _keep_digit_components(ink > 0)
         stages.append(("specks removed", mask))
         return InkMap(ink, mask, scale, tuple(stages))
+    sheet = _sheet_alone(image)
+    if sheet is not None:
+        image = sheet
+        stages.append(("sheet alone", image))
     lean = _ink_lean(image)
     if lean < 0:
         image = 255 - image
@@ -325,6 +341,62 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     height, width = image.shape
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
+
+
+def _sheet_alone(image: np.ndarray) -> np.ndarray | None:
+    """A photo of a sheet, a sticky note or a board lying on a darker desk or wall, with everything round the
+    sheet painted in its paper's grey; None when the photo shows no such sheet. Left in, the desk is darker than
+    the paper as ink is, and a small light note on it passes for a light stroke on a dark ground."""
+    if min(image.shape) < LINED_PAGE_SIDE:
+        return None
+    scale = SHEET_SIDE / max(image.shape)
+    coarse = _resize(image, scale) if scale < 1 else image
+    light = coarse > _otsu(coarse)
+    labels, count = ndimage.label(light, structure=SQUARE)
+    if count == 0:
+        return None
+    paper = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    sheet = ndimage.binary_fill_holes(paper)
+    area = np.count_nonzero(sheet)
+    border = np.concatenate([sheet[0], sheet[-1], sheet[:, 0], sheet[:, -1]])
+    if not SHEET_AREA[0] * sheet.size <= area <= SHEET_AREA[1] * sheet.size or border.mean() > SHEET_BORDER:
+        return None
+    surroundings = coarse[~sheet]
+    step = float(np.median(coarse[sheet]) - np.median(surroundings))
+    # Paper and surroundings apart, not one page's paper shading from its lit part to its dark one.
+    if step < SHEET_CONTRAST or np.percentile(surroundings, 95) >= np.percentile(coarse[paper], 5):
+        return None
+    # The sheet's edge is a step all round, not light falling off across a page (vignetting, a soft shadow).
+    edge = sheet ^ ndimage.binary_erosion(sheet, border_value=1)
+    if np.percentile(np.hypot(*np.gradient(coarse))[edge], 25) < SHEET_EDGE * step:
+        return None
+    marks = sheet & ~light
+    if np.count_nonzero(marks) < SHEET_INK * area:
+        return None  # nothing written on it
+    if ndimage.distance_transform_edt(marks).max() > SHEET_MARKS * np.sqrt(area):
+        return None  # the counter of a light digit (the inside of a 0), not pen strokes on paper
+    if np.count_nonzero(surroundings < np.median(surroundings) - step / 2) > SHEET_OUTSIDE_MARKS * surroundings.size:
+        return None  # marks outside too: the "sheet" is the lit part of a page, and the digit may lie outside it
+    if area < SHEET_RECTANGLE * _bounding_rectangle_area(np.argwhere(sheet)):
+        return None  # a bold light digit, not a four-cornered sheet
+    # At full size, a coarse pixel in from the sheet's edge, where the edge's blur and shadow lie.
+    inside = ndimage.binary_erosion(sheet, SQUARE)
+    rows, columns = (_resampling_weights(*sizes, Image.Resampling.BILINEAR) for sizes in zip(inside.shape, image.shape))
+    inside = rows @ inside.astype(np.float32) @ columns.T > 0.5
+    if not inside.any():
+        return None
+    return np.where(inside, image, np.float32(np.median(image[inside])))
+
+
+def _bounding_rectangle_area(points: np.ndarray) -> float:
+    """The area of the smallest rectangle, at any angle, holding the pixels at `points` (each a unit square):
+    one of its sides lies along an edge of their convex hull."""
+    hull = points[spatial.ConvexHull(points).vertices].astype(np.float64)
+    edges = np.roll(hull, -1, axis=0) - hull
+    directions = edges / np.maximum(np.hypot(*edges.T), 1e-12)[:, None]
+    normals = np.stack([-directions[:, 1], directions[:, 0]], axis=1)
+    spans = (np.ptp(hull @ directions.T, axis=0) + 1) * (np.ptp(hull @ normals.T, axis=0) + 1)
+    return float(spans.min())
 
 
 def _ink_lean(image: np.ndarray) -> float:
