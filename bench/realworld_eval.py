@@ -46,6 +46,7 @@ GOALS = {
     "multi-digit": "accuracy >= 95%",
     "not-digits": "rejected >= 95%",
     "scanned": "accuracy >= 97.5%",
+    "on-a-desk": "accuracy >= 95% (photographs)",
     "seed-examples": "all 10 right",
     "mnist-test": "accepted >= 99%",
 }

@@ -94,9 +94,9 @@ SHEET_SIDE = 96
 SHEET_AREA = (0.04, 0.9)
 SHEET_BORDER = 0.5
 SHEET_CONTRAST = 40
-SHEET_EDGE = 0.2
+SHEET_EDGE = 0.12
 SHEET_RECTANGLE = 0.85
-SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS = 0.002, 0.08, 0.02
+SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS = 0.002, 0.12, 0.02
 SQUARE = np.ones((3, 3), dtype=bool)
 # Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
 FINE_LINE = np.ones((2, 2), dtype=bool)
@@ -379,13 +379,16 @@ def _sheet_alone(image: np.ndarray) -> np.ndarray | None:
         return None  # marks outside too: the "sheet" is the lit part of a page, and the digit may lie outside it
     if area < SHEET_RECTANGLE * _bounding_rectangle_area(np.argwhere(sheet)):
         return None  # a bold light digit, not a four-cornered sheet
-    # At full size, a coarse pixel in from the sheet's edge, where the edge's blur and shadow lie.
+    # Kept from a coarse pixel in from the sheet's edge, where the edge's blur and shadow lie. Round it, each
+    # place takes the grey of the nearest paper of the sheet, so light falling off across the sheet carries on
+    # past its edge instead of ending in a step that would pass for ink.
     inside = ndimage.binary_erosion(sheet, SQUARE)
-    rows, columns = (_resampling_weights(*sizes, Image.Resampling.BILINEAR) for sizes in zip(inside.shape, image.shape))
-    inside = rows @ inside.astype(np.float32) @ columns.T > 0.5
-    if not inside.any():
+    if not (inside & light).any():
         return None
-    return np.where(inside, image, np.float32(np.median(image[inside])))
+    nearest = ndimage.distance_transform_edt(~(inside & light), return_indices=True)[1]
+    rows, columns = (_resampling_weights(*sizes, Image.Resampling.BILINEAR) for sizes in zip(inside.shape, image.shape))
+    paint = rows @ coarse[nearest[0], nearest[1]] @ columns.T
+    return np.where(rows @ inside.astype(np.float32) @ columns.T > 0.5, image, paint).astype(np.float32)
 
 
 def _bounding_rectangle_area(points: np.ndarray) -> float:

@@ -28,9 +28,9 @@ DATA_DIR = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[2]
 FONT_ROOT = Path("/usr/share/fonts")
 NOT_A_DIGIT = "not-a-digit"
-# Sizes chosen so all five sets build in about two minutes on one core, with 100 images per digit.
+# Sizes chosen so all the sets build in about two minutes on one core, with 100 images per digit (30 on a desk).
 COUNTS = {"printed": 1000, "handwriting-fonts": 1000, "photographed": 1000, "multi-digit": 500, "not-digits": 700,
-          "scanned": 1000}
+          "scanned": 1000, "on-a-desk": 300}
 SETS = tuple(COUNTS)
 
 
@@ -325,6 +325,73 @@ def make_photographed(rng: np.random.Generator, index: int, sources: Sources):
     return image, str(digit), f"{ground}:mnist-{item}", PHOTO_FORMATS
 
 
+# What a sheet lies on when it is photographed (RGB): wood, a grey or black desk, a cutting mat, a table top.
+DESKS = {
+    "dark-wood": (80, 52, 34),
+    "light-wood": (165, 122, 80),
+    "grey-desk": (105, 105, 110),
+    "black-desk": (28, 28, 30),
+    "cutting-mat": (35, 85, 60),
+    "table": (150, 150, 145),
+}
+
+
+def desk_surface(rng: np.random.Generator, height: int, width: int, desk: str) -> np.ndarray:
+    """A desk's surface, with the grain of wood running along it where it is wood."""
+    surface = render.paper(rng, height, width, DESKS[desk])
+    if desk.endswith("wood"):
+        waves = rng.uniform(20, 60)
+        wobble = render.smooth_noise(rng, height, width, 4) * rng.uniform(2, 6)
+        grain = np.sin(np.linspace(0, waves, height)[:, None] + wobble) * rng.uniform(6, 16)
+        surface += grain[..., None].astype(np.float32)
+    return surface
+
+
+def lay_on(surface: np.ndarray, sheet: np.ndarray, degrees: float, centre: tuple[int, int]) -> np.ndarray:
+    """The sheet turned by `degrees` and laid on the surface with its centre at `centre` (row, column)."""
+    turned = [Image.fromarray(sheet[..., channel], mode="F").rotate(degrees, Image.Resampling.BICUBIC, expand=True)
+              for channel in range(3)]
+    shape = Image.fromarray(np.ones(sheet.shape[:2], dtype=np.float32), mode="F")
+    cover = np.asarray(shape.rotate(degrees, Image.Resampling.BICUBIC, expand=True)).clip(0, 1)
+    top, left = centre[0] - cover.shape[0] // 2, centre[1] - cover.shape[1] // 2
+    laid = surface.copy()
+    for channel, image in enumerate(turned):
+        paper = render.place(surface.shape[:2], np.asarray(image), top, left)
+        coverage = render.place(surface.shape[:2], cover, top, left)
+        laid[..., channel] = surface[..., channel] * (1 - coverage) + paper * coverage
+    return laid
+
+
+def make_on_a_desk(rng: np.random.Generator, index: int, sources: Sources):
+    """An MNIST test digit written on a sheet, an index card or a sticky note lying on a desk, photographed
+    with the desk round it: the sheet 35-90% of the frame's shorter side, turned up to 25 degrees, a fifth of
+    the time running off the frame."""
+    images, labels = dataset("mnist")
+    digit = index % 10
+    item = int(pick(rng, np.flatnonzero(labels == digit)))
+    ground = pick(rng, ("paper", "ruled", "grid", "sticky-note", "sticky-note"))
+    desk = pick(rng, tuple(DESKS))
+    height, width = frame_size(rng, photo=True, full_size=True)
+    side = max(24, int(min(height, width) * rng.uniform(0.35, 0.9)))
+    sheet_size = (side, side) if ground == "sticky-note" else (int(side * pick(rng, (0.7, 1.4))), side)
+    sheet = background(rng, *sheet_size, ground)
+    fraction = rng.uniform(0.3, 0.7)
+    mask = mnist_mask(rng, images[item], height=max(12, round(min(sheet_size) * fraction)))
+    top = (sheet_size[0] - mask.shape[0]) // 2 + int(rng.integers(-1, 2) * sheet_size[0] * 0.08)
+    left = (sheet_size[1] - mask.shape[1]) // 2 + int(rng.integers(-1, 2) * sheet_size[1] * 0.08)
+    sheet = render.composite(sheet, render.place(sheet_size, mask, top, left) * rng.uniform(0.75, 1.0),
+                             ink_for(rng, ground, printed=False))
+    centre = [height * rng.uniform(0.35, 0.65), width * rng.uniform(0.35, 0.65)]
+    if rng.random() < 0.2:  # running off the top or the bottom of the frame
+        centre[0] = height * pick(rng, (0.15, 0.85))
+    # The digit itself stays in the frame, clear of what a tilted camera crops (see draw_ink).
+    reach = 0.75 * max(mask.shape)
+    centre = [int(np.clip(at, reach + 0.13 * frame, max(reach + 0.13 * frame, 0.87 * frame - reach)))
+              for at, frame in zip(centre, (height, width))]
+    photo = lay_on(desk_surface(rng, height, width, desk), sheet, rng.uniform(-25, 25), tuple(centre))
+    return render.to_uint8(photograph(rng, photo, ground)), str(digit), f"{ground}-on-{desk}:mnist-{item}", PHOTO_FORMATS
+
+
 def make_scanned(rng: np.random.Generator, index: int, sources: Sources):
     """An MNIST test digit as a postal sorter's scanner crops it from a form: a square box tight round the
     digit (0-3 pixels of paper above and below), 16-40 pixels tall, pen on form paper, scanned."""
@@ -555,6 +622,7 @@ MAKERS = {
     "multi-digit": make_multi_digit,
     "not-digits": make_not_digit,
     "scanned": make_scanned,
+    "on-a-desk": make_on_a_desk,
 }
 
 
