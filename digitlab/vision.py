@@ -88,7 +88,7 @@ OWN_GROWTH, ELONGATED = 6, 4
 # A sheet, sticky note or board photographed lying on a darker desk or wall is sought on a copy SHEET_SIDE pixels
 # across. It covers SHEET_AREA of the frame and at most SHEET_BORDER of the frame's edge, stands SHEET_CONTRAST
 # grey levels above its surroundings behind an edge whose gradient is SHEET_EDGE of that step or more, fills
-# SHEET_RECTANGLE of the smallest rectangle round it, and carries dark marks (SHEET_INK of it or more) no wider
+# SHEET_RECTANGLE of the smallest rectangle round it, and carries dark marks (SHEET_INK of it) no wider
 # than SHEET_MARKS of its side, while at most SHEET_OUTSIDE_MARKS of the surroundings is as dark as marks.
 SHEET_SIDE = 96
 SHEET_AREA = (0.04, 0.9)
@@ -96,7 +96,7 @@ SHEET_BORDER = 0.5
 SHEET_CONTRAST = 40
 SHEET_EDGE = 0.12
 SHEET_RECTANGLE = 0.85
-SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS = 0.002, 0.12, 0.02
+SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS = (0.002, 0.3), 0.12, 0.02
 SQUARE = np.ones((3, 3), dtype=bool)
 # Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
 FINE_LINE = np.ones((2, 2), dtype=bool)
@@ -371,8 +371,8 @@ def _sheet_alone(image: np.ndarray) -> np.ndarray | None:
     if np.percentile(np.hypot(*np.gradient(coarse))[edge], 25) < SHEET_EDGE * step:
         return None
     marks = sheet & ~light
-    if np.count_nonzero(marks) < SHEET_INK * area:
-        return None  # nothing written on it
+    if not SHEET_INK[0] * area <= np.count_nonzero(marks) <= SHEET_INK[1] * area:
+        return None  # nothing written on it, or more dark than light: a pattern (a checkerboard), not writing
     if ndimage.distance_transform_edt(marks).max() > SHEET_MARKS * np.sqrt(area):
         return None  # the counter of a light digit (the inside of a 0), not pen strokes on paper
     if np.count_nonzero(surroundings < np.median(surroundings) - step / 2) > SHEET_OUTSIDE_MARKS * surroundings.size:
