@@ -77,9 +77,9 @@ def _ink_pieces(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> lis
         # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree. Its box
         # is all the ink's (specks far from the digit included, as in the crop), which a lone piece already has.
         piece = ways[0][0][0] if count == 1 else _Piece.of(found.mask)
-        crops[ways[0][0][0]] = DigitSegment(_original_box(piece, found.scale, shape), whole)
+        crops[ways[0][0][0]] = DigitSegment(_original_box(piece, found, shape), whole)
     for part in {part for piece_ways in ways for way in piece_ways for part in way} - crops.keys():
-        crops[part] = DigitSegment(_original_box(part, found.scale, shape), mnist_style_crop(found.ink, part.mask))
+        crops[part] = DigitSegment(_original_box(part, found, shape), mnist_style_crop(found.ink, part.mask))
     return [InkPiece(tuple(tuple(crops[part] for part in way) for way in piece_ways)) for piece_ways in ways]
 
 
@@ -233,12 +233,11 @@ def _cut(piece: _Piece, cuts: list[int], height: int) -> list[_Piece]:
     return parts if len(parts) > 1 else [piece]
 
 
-def _original_box(piece: _Piece, scale: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The piece's box in the original image's pixels (analysis ran on a copy `scale` times the size)."""
+def _original_box(piece: _Piece, found: InkMap, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The piece's box in the original image's pixels (analysis ran on a copy `found.scale` times the size,
+    perhaps turned to set a sheet upright: then the box holds the piece's turned-back corners)."""
     height, width = shape
-    return (
-        max(0, int(piece.left / scale)),
-        max(0, int(piece.top / scale)),
-        min(width, math.ceil(piece.right / scale)),
-        min(height, math.ceil(piece.bottom / scale)),
-    )
+    corners = np.array([[x, y] for x in (piece.left, piece.right) for y in (piece.top, piece.bottom)], dtype=float)
+    corners = found.unturned(corners) / found.scale
+    (left, top), (right, bottom) = corners.min(axis=0), corners.max(axis=0)
+    return max(0, int(left)), max(0, int(top)), min(width, math.ceil(right)), min(height, math.ceil(bottom))

@@ -97,6 +97,8 @@ SHEET_CONTRAST = 40
 SHEET_EDGE = 0.12
 SHEET_RECTANGLE = 0.85
 SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS = (0.002, 0.3), 0.12, 0.02
+# A sheet tilted by this many degrees or more is turned upright.
+SHEET_TURN = 2
 SQUARE = np.ones((3, 3), dtype=bool)
 # Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
 FINE_LINE = np.ones((2, 2), dtype=bool)
@@ -181,12 +183,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 @dataclass(frozen=True)
 class InkMap:
     """Where the ink is, at analysis resolution: `ink` is light-on-black contrast (0..255, float32), `mask` the
-    cleaned ink pixels, `scale` analysis pixels per original pixel, `stages` the named steps that led there."""
+    cleaned ink pixels, `scale` analysis pixels per original pixel, `stages` the named steps that led there,
+    `turn` the degrees (counter-clockwise) the analysis copy was turned to set a photographed sheet upright."""
 
     ink: np.ndarray
     mask: np.ndarray
     scale: float
     stages: tuple[tuple[str, np.ndarray], ...]
+    turn: float = 0.0
+
+    def unturned(self, points: np.ndarray) -> np.ndarray:
+        """(x, y) points of the analysis copy as they lay before it was turned upright."""
+        if not self.turn:
+            return points
+        height, width = self.mask.shape
+        centre = np.array([width / 2, height / 2])
+        angle = np.radians(self.turn)
+        back = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        return (points - centre) @ back.T + centre
 
 
 def find_ink(gray: np.ndarray) -> InkMap:
@@ -219,10 +233,11 @@ def find_ink(gray: np.ndarray) -> InkMap:
         mask = _keep_digit_components(ink > 0)
         stages.append(("specks removed", mask))
         return InkMap(ink, mask, scale, tuple(stages))
+    turn = 0.0
     sheet = _sheet_alone(image)
     if sheet is not None:
-        image = sheet
-        stages.append(("sheet alone", image))
+        image, turn = sheet
+        stages.append(("sheet alone" + (", upright" if turn else ""), image))
     lean = _ink_lean(image)
     if lean < 0:
         image = 255 - image
@@ -263,7 +278,7 @@ def find_ink(gray: np.ndarray) -> InkMap:
     if kept is not mask:
         mask = kept
         stages.append(("stray bits dropped", mask))
-    return InkMap(contrast, mask, scale, tuple(stages))
+    return InkMap(contrast, mask, scale, tuple(stages), turn)
 
 
 def mnist_style_crop(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -343,10 +358,12 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
 
 
-def _sheet_alone(image: np.ndarray) -> np.ndarray | None:
+def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
     """A photo of a sheet, a sticky note or a board lying on a darker desk or wall, with everything round the
-    sheet painted in its paper's grey; None when the photo shows no such sheet. Left in, the desk is darker than
-    the paper as ink is, and a small light note on it passes for a light stroke on a dark ground."""
+    sheet painted in its paper's grey and the sheet turned upright, and the degrees it was turned; None when
+    the photo shows no such sheet. Left in, the desk is darker than the paper as ink is, and a small light note
+    on it passes for a light stroke on a dark ground. Upright, its ruled lines run straight across, and the
+    digit stands as it was written."""
     if min(image.shape) < LINED_PAGE_SIDE:
         return None
     scale = SHEET_SIDE / max(image.shape)
@@ -377,7 +394,8 @@ def _sheet_alone(image: np.ndarray) -> np.ndarray | None:
         return None  # the counter of a light digit (the inside of a 0), not pen strokes on paper
     if np.count_nonzero(surroundings < np.median(surroundings) - step / 2) > SHEET_OUTSIDE_MARKS * surroundings.size:
         return None  # marks outside too: the "sheet" is the lit part of a page, and the digit may lie outside it
-    if area < SHEET_RECTANGLE * _bounding_rectangle_area(np.argwhere(sheet)):
+    rectangle_area, tilt = _bounding_rectangle(np.argwhere(sheet))
+    if area < SHEET_RECTANGLE * rectangle_area:
         return None  # a bold light digit, not a four-cornered sheet
     # Kept from a coarse pixel in from the sheet's edge, where the edge's blur and shadow lie. Round it, each
     # place takes the grey of the nearest paper of the sheet, so light falling off across the sheet carries on
@@ -388,18 +406,24 @@ def _sheet_alone(image: np.ndarray) -> np.ndarray | None:
     nearest = ndimage.distance_transform_edt(~(inside & light), return_indices=True)[1]
     rows, columns = (_resampling_weights(*sizes, Image.Resampling.BILINEAR) for sizes in zip(inside.shape, image.shape))
     paint = rows @ coarse[nearest[0], nearest[1]] @ columns.T
-    return np.where(rows @ inside.astype(np.float32) @ columns.T > 0.5, image, paint).astype(np.float32)
+    alone = np.where(rows @ inside.astype(np.float32) @ columns.T > 0.5, image, paint).astype(np.float32)
+    if abs(tilt) < SHEET_TURN:
+        return alone, 0.0
+    upright = Image.fromarray(alone, mode="F").rotate(tilt, Image.Resampling.BILINEAR, fillcolor=float(np.median(paint)))
+    return np.asarray(upright), tilt
 
 
-def _bounding_rectangle_area(points: np.ndarray) -> float:
-    """The area of the smallest rectangle, at any angle, holding the pixels at `points` (each a unit square):
-    one of its sides lies along an edge of their convex hull."""
+def _bounding_rectangle(points: np.ndarray) -> tuple[float, float]:
+    """The area of the smallest rectangle, at any angle, holding the pixels at (row, column) `points` (each a
+    unit square), and its tilt: the degrees (within 45 of level, counter-clockwise) that set it square. One of
+    its sides lies along an edge of the points' convex hull."""
     hull = points[spatial.ConvexHull(points).vertices].astype(np.float64)
     edges = np.roll(hull, -1, axis=0) - hull
     directions = edges / np.maximum(np.hypot(*edges.T), 1e-12)[:, None]
     normals = np.stack([-directions[:, 1], directions[:, 0]], axis=1)
     spans = (np.ptp(hull @ directions.T, axis=0) + 1) * (np.ptp(hull @ normals.T, axis=0) + 1)
-    return float(spans.min())
+    down, across = directions[spans.argmin()]
+    return float(spans.min()), float((np.degrees(np.arctan2(down, across)) + 45) % 90 - 45)
 
 
 def _ink_lean(image: np.ndarray) -> float:
