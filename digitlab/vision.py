@@ -88,8 +88,8 @@ OWN_GROWTH, ELONGATED = 6, 4
 # A sheet, sticky note or board photographed lying on a darker desk or wall is sought on a copy SHEET_SIDE pixels
 # across. It covers SHEET_AREA of the frame and at most SHEET_BORDER of the frame's edge, stands SHEET_CONTRAST
 # grey levels above its surroundings behind an edge whose gradient is SHEET_EDGE of that step or more, fills
-# SHEET_RECTANGLE of the smallest rectangle round it, and carries dark marks (SHEET_INK of it) no wider
-# than SHEET_MARKS of its side, while at most SHEET_OUTSIDE_MARKS of the surroundings is as dark as marks.
+# SHEET_RECTANGLE of the smallest rectangle round it, and carries dark marks (between the two SHEET_INK shares of
+# it) no wider than SHEET_MARKS of its side, while at most SHEET_OUTSIDE_MARKS of the surroundings is that dark.
 SHEET_SIDE = 96
 SHEET_AREA = (0.04, 0.9)
 SHEET_BORDER = 0.5
@@ -368,6 +368,30 @@ def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
         return None
     scale = SHEET_SIDE / max(image.shape)
     coarse = _resize(image, scale) if scale < 1 else image
+    found = _find_sheet(coarse)
+    if found is None:
+        return None
+    inside, paper, tilt = found
+    # Round the sheet, each place takes the grey of the nearest paper of it, so light falling off across the
+    # sheet carries on past its edge instead of ending in a step that would pass for ink.
+    nearest = ndimage.distance_transform_edt(~paper, return_indices=True)[1]
+    rows, columns = (
+        _resampling_weights(*sizes, Image.Resampling.BILINEAR) for sizes in zip(coarse.shape, image.shape)
+    )
+    paint = rows @ coarse[nearest[0], nearest[1]] @ columns.T
+    alone = np.where(rows @ inside.astype(np.float32) @ columns.T > 0.5, image, paint).astype(np.float32)
+    if abs(tilt) < SHEET_TURN:
+        return alone, 0.0
+    upright = Image.fromarray(alone, mode="F").rotate(
+        tilt, Image.Resampling.BILINEAR, fillcolor=float(np.median(paint))
+    )
+    return np.asarray(upright), tilt
+
+
+def _find_sheet(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """On a coarse copy of a photo: the sheet lying on a darker desk (from a coarse pixel in from its edge,
+    where the edge's blur and shadow lie), the paper of it (without the ink), and its tilt; None if there is
+    none. The sheet is the largest light region, holes filled, that passes every check below."""
     light = coarse > _otsu(coarse)
     labels, count = ndimage.label(light, structure=SQUARE)
     if count == 0:
@@ -392,25 +416,16 @@ def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
         return None  # nothing written on it, or more dark than light: a pattern (a checkerboard), not writing
     if ndimage.distance_transform_edt(marks).max() > SHEET_MARKS * np.sqrt(area):
         return None  # the counter of a light digit (the inside of a 0), not pen strokes on paper
-    if np.count_nonzero(surroundings < np.median(surroundings) - step / 2) > SHEET_OUTSIDE_MARKS * surroundings.size:
+    dark_outside = np.count_nonzero(surroundings < np.median(surroundings) - step / 2)
+    if dark_outside > SHEET_OUTSIDE_MARKS * surroundings.size:
         return None  # marks outside too: the "sheet" is the lit part of a page, and the digit may lie outside it
     rectangle_area, tilt = _bounding_rectangle(np.argwhere(sheet))
     if area < SHEET_RECTANGLE * rectangle_area:
         return None  # a bold light digit, not a four-cornered sheet
-    # Kept from a coarse pixel in from the sheet's edge, where the edge's blur and shadow lie. Round it, each
-    # place takes the grey of the nearest paper of the sheet, so light falling off across the sheet carries on
-    # past its edge instead of ending in a step that would pass for ink.
     inside = ndimage.binary_erosion(sheet, SQUARE)
     if not (inside & light).any():
         return None
-    nearest = ndimage.distance_transform_edt(~(inside & light), return_indices=True)[1]
-    rows, columns = (_resampling_weights(*sizes, Image.Resampling.BILINEAR) for sizes in zip(inside.shape, image.shape))
-    paint = rows @ coarse[nearest[0], nearest[1]] @ columns.T
-    alone = np.where(rows @ inside.astype(np.float32) @ columns.T > 0.5, image, paint).astype(np.float32)
-    if abs(tilt) < SHEET_TURN:
-        return alone, 0.0
-    upright = Image.fromarray(alone, mode="F").rotate(tilt, Image.Resampling.BILINEAR, fillcolor=float(np.median(paint)))
-    return np.asarray(upright), tilt
+    return inside, inside & light, tilt
 
 
 def _bounding_rectangle(points: np.ndarray) -> tuple[float, float]:

@@ -477,7 +477,8 @@ def test_a_tilted_note_is_read_upright_and_its_digits_boxed_where_they_lie(mnist
 def test_a_bold_light_digit_on_a_dark_ground_is_not_taken_for_a_sheet(mnist_test):
     # Light, solid and enclosing dark counters, as a sheet with writing on it is; but no four-cornered sheet.
     eight = mnist_test[0][np.flatnonzero(mnist_test[1] == 8)[0]]
-    bold = np.asarray(Image.fromarray(ndimage.grey_dilation(eight, size=(3, 3))).resize((252, 252)), dtype=np.float32)
+    bold = ndimage.grey_dilation(eight, size=(3, 3))
+    bold = np.asarray(Image.fromarray(bold).resize((252, 252)), dtype=np.float32)
     dark_ground = np.full((600, 800), 50.0)
     dark_ground[174:426, 274:526] += 0.75 * bold
     light_on_dark = preprocess_stages(dark_ground.astype(np.uint8))

@@ -389,7 +389,8 @@ def make_on_a_desk(rng: np.random.Generator, index: int, sources: Sources):
     centre = [int(np.clip(at, reach + 0.13 * frame, max(reach + 0.13 * frame, 0.87 * frame - reach)))
               for at, frame in zip(centre, (height, width))]
     photo = lay_on(desk_surface(rng, height, width, desk), sheet, rng.uniform(-25, 25), tuple(centre))
-    return render.to_uint8(photograph(rng, photo, ground)), str(digit), f"{ground}-on-{desk}:mnist-{item}", PHOTO_FORMATS
+    kind = f"{ground}-on-{desk}:mnist-{item}"
+    return render.to_uint8(photograph(rng, photo, ground)), str(digit), kind, PHOTO_FORMATS
 
 
 def make_scanned(rng: np.random.Generator, index: int, sources: Sources):
