@@ -214,7 +214,7 @@ def find_ink(gray: np.ndarray) -> InkMap:
     if scale < 1:
         image = _resize(image, scale)
         stages.append(("analysis copy", image))
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    border = _border_pixels(image)
     if border.max() <= INK_THRESHOLD or border.min() >= 255 - INK_THRESHOLD:
         # A clean digit (MNIST itself, a drawing on a blank canvas): the border says the polarity and
         # there is no light to flatten, so only specks need removing. This keeps MNIST as it is, and fast.
@@ -399,7 +399,7 @@ def _find_sheet(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | No
     paper = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
     sheet = ndimage.binary_fill_holes(paper)
     area = np.count_nonzero(sheet)
-    border = np.concatenate([sheet[0], sheet[-1], sheet[:, 0], sheet[:, -1]])
+    border = _border_pixels(sheet)
     if not SHEET_AREA[0] * sheet.size <= area <= SHEET_AREA[1] * sheet.size or border.mean() > SHEET_BORDER:
         return None
     surroundings = coarse[~sheet]
@@ -554,20 +554,19 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     floor = paper + NOISE_MARGIN / 2 * noise
     low = max(threshold * HYSTERESIS_LOW, floor, paper + GROW_SHARE * (ink_level - paper))
     mask, pieces = _hysteresis_mask(contrast, threshold, low, seeds)
-    grown = _grown_by_own_strength(contrast, strength, mask, pieces, paper, low, floor)
+    grown = _grown_by_own_strength(contrast, strength, ink_level, mask, pieces, paper, low, floor)
     return contrast, threshold, (grown, pieces if grown is mask else None)
 
 
 def _grown_by_own_strength(
-    contrast: np.ndarray, strength: np.ndarray, mask: np.ndarray, pieces: tuple[np.ndarray, int],
+    contrast: np.ndarray, strength: np.ndarray, top: float, mask: np.ndarray, pieces: tuple[np.ndarray, int],
     paper: float, low: float, floor: float,
 ) -> np.ndarray:
-    """The mask with each piece fainter than the strongest ink grown into pixels above a cut scaled to its
-    own strength (`low` is the strongest's, `floor` the grain's): a lighter digit beside a dark one keeps its
-    faint strokes instead of leaving a fragment behind. Specks, lines and growth that is a shadow spreading
-    (too much of it, or out to the border) are left as they were."""
+    """The mask with each piece fainter than the strongest ink (`top`, the most of `strength`) grown into pixels
+    above a cut scaled to its own strength (`low` is the strongest's, `floor` the grain's): a lighter digit beside
+    a dark one keeps its faint strokes instead of leaving a fragment behind. Specks, lines and growth that is a
+    shadow spreading (too much of it, or out to the border) are left as they were."""
     labels, count = pieces
-    top = float(strength.max())
     if count < 2 or top <= paper:
         return mask
     areas = np.bincount(labels.ravel())
@@ -760,6 +759,11 @@ def box_gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> float:
     return float(np.hypot(down, across))
 
 
+def _border_pixels(image: np.ndarray) -> np.ndarray:
+    """The image's outermost rows and columns, one after another (corners twice)."""
+    return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+
+
 def _touches_border(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
@@ -801,7 +805,7 @@ def _came_free(digit: np.ndarray, before: np.ndarray) -> bool:
 def _at_border(labels: np.ndarray, count: int) -> np.ndarray:
     """Which of the labelled pieces (and the background, label 0) reach the image's border."""
     touching = np.zeros(count + 1, dtype=bool)
-    touching[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    touching[_border_pixels(labels)] = True
     return touching
 
 

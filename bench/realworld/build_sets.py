@@ -349,17 +349,15 @@ def desk_surface(rng: np.random.Generator, height: int, width: int, desk: str) -
 
 def lay_on(surface: np.ndarray, sheet: np.ndarray, degrees: float, centre: tuple[int, int]) -> np.ndarray:
     """The sheet turned by `degrees` and laid on the surface with its centre at `centre` (row, column)."""
-    turned = [Image.fromarray(sheet[..., channel], mode="F").rotate(degrees, Image.Resampling.BICUBIC, expand=True)
-              for channel in range(3)]
-    shape = Image.fromarray(np.ones(sheet.shape[:2], dtype=np.float32), mode="F")
-    cover = np.asarray(shape.rotate(degrees, Image.Resampling.BICUBIC, expand=True)).clip(0, 1)
+    def turned(channel: np.ndarray) -> np.ndarray:
+        image = Image.fromarray(channel.astype(np.float32), mode="F")
+        return np.asarray(image.rotate(degrees, Image.Resampling.BICUBIC, expand=True))
+
+    cover = turned(np.ones(sheet.shape[:2]))
     top, left = centre[0] - cover.shape[0] // 2, centre[1] - cover.shape[1] // 2
-    laid = surface.copy()
-    for channel, image in enumerate(turned):
-        paper = render.place(surface.shape[:2], np.asarray(image), top, left)
-        coverage = render.place(surface.shape[:2], cover, top, left)
-        laid[..., channel] = surface[..., channel] * (1 - coverage) + paper * coverage
-    return laid
+    paper = np.stack([render.place(surface.shape[:2], turned(sheet[..., channel]), top, left)
+                      for channel in range(3)], axis=-1)
+    return render.composite(surface, render.place(surface.shape[:2], cover, top, left), paper)
 
 
 def make_on_a_desk(rng: np.random.Generator, index: int, sources: Sources):
