@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from .errors import DigitlabError, ImageError, UsageError
 from .model import batched_logits
 from .modelfile import DigitModel, load_model
 from .segment import DigitSegment, read_digits
-from .vision import decode_image, prepare_digit, read_image
+from .vision import decode_for_analysis, prepare_digit, read_for_analysis
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 # The faintest MNIST training digit holds about 20 pixels' worth of full ink; half that is no digit.
@@ -84,13 +85,15 @@ class Predictor:
         `digitlab predict --json` and the service share; a bad image gets its own error and the rest are answered.
         `include_prepared` adds the 28x28 digit the model saw (rows of 0..255), for people checking preprocessing."""
         answers: list[dict] = [{} for _ in images]
-        readable, digits, pieces = [], [], []
+        readable, digits, pieces, box_scales = [], [], [], []
         for index, (name, source) in enumerate(images):
             try:
-                digit, found = read_digits(self._read_gray(name, source))
+                gray, full_shape = self._read_gray(name, source)
+                digit, found = read_digits(gray)
                 digits.append(digit)
                 pieces.append(found)
                 readable.append(index)
+                box_scales.append((gray.shape, full_shape))
             except (ImageError, UsageError) as error:
                 answers[index] = {
                     "path": name, "digit": None, "confidence": None, "probabilities": None, "error": str(error)
@@ -103,23 +106,27 @@ class Predictor:
         segments = [segment for found in several for piece in found for way in piece.ways for segment in way]
         probabilities = self.predict_proba_prepared(np.stack(digits + [segment.digit for segment in segments]))
         segment_probabilities = iter(probabilities[len(digits) :])
-        for index, digit, digit_probabilities, found in zip(readable, digits, probabilities, several):
+        for index, digit, digit_probabilities, found, box_scale in zip(
+            readable, digits, probabilities, several, box_scales
+        ):
             answer = self._answer(images[index][0], digit_probabilities, digit)
             ways = [[[(segment, next(segment_probabilities)) for segment in way] for way in piece.ways] for piece in found]
             read = [entry for piece_ways in ways for entry in _surest_way(piece_ways)]
             # Several digits only when each of them reads more surely than the whole does as one digit: a
             # tilted 0 cut in two, or a 0 drawn as two arcs, reads surely whole and unsurely in pieces.
             if len(read) > 1 and min(row.max() for _, row in read) > digit_probabilities.max():
-                answer.update(self._read_number(read))
+                answer.update(self._read_number(read, *box_scale))
             if include_prepared:
                 answer["prepared"] = digit.tolist()
             answers[index] = answer
         return answers
 
-    def _read_number(self, found: list[tuple[DigitSegment, np.ndarray]]) -> dict:
-        """The digits of a multi-digit image (each with its probabilities), with their boxes, and the number
-        they spell (None if any of them is not a digit; one unsure digit among sure ones is read all the same,
-        see SURE_COMPANIONS)."""
+    def _read_number(
+        self, found: list[tuple[DigitSegment, np.ndarray]], shape: tuple[int, int], full_shape: tuple[int, int]
+    ) -> dict:
+        """The digits of a multi-digit image (each with its probabilities), with their boxes (found in an image of
+        `shape`, given in the full image's pixels), and the number they spell (None if any of them is not a digit;
+        one unsure digit among sure ones is read all the same, see SURE_COMPANIONS)."""
         reasons = [self.rejection(segment.digit, row) for segment, row in found]
         unsure = [index for index, reason in enumerate(reasons) if reason]
         if len(unsure) == 1 and self._vouched_for(found, unsure[0]):
@@ -128,7 +135,7 @@ class Predictor:
         for (segment, row), reason in zip(found, reasons):
             best = int(row.argmax())
             read.append({
-                "box": list(segment.box),
+                "box": _in_full_size(segment.box, shape, full_shape),
                 "digit": None if reason else best,
                 "confidence": float(row[best]),
                 "reason": reason,
@@ -150,15 +157,17 @@ class Predictor:
         )
 
     @staticmethod
-    def _read_gray(name: str, source: bytes | np.ndarray | Path) -> np.ndarray:
+    def _read_gray(name: str, source: bytes | np.ndarray | Path) -> tuple[np.ndarray, tuple[int, int]]:
+        """The image in grayscale, perhaps decoded smaller than it is (`vision.decode_for_analysis`), and its
+        full (height, width)."""
         if isinstance(source, Path):
-            return read_image(source)
+            return read_for_analysis(source)
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return decode_image(bytes(source), name)
+            return decode_for_analysis(bytes(source), name)
         source = np.asarray(source)
         if source.ndim != 2:
             raise UsageError(f"{name}: expected a 2-D grayscale image, got an array of shape {source.shape}")
-        return source if source.dtype == np.uint8 else _to_uint8(source)
+        return (source if source.dtype == np.uint8 else _to_uint8(source)), source.shape
 
     def predict_proba_prepared(self, digits: np.ndarray) -> np.ndarray:
         """Probabilities for digits already in MNIST form (N, 28, 28) uint8, such as MNIST itself or
@@ -207,7 +216,7 @@ class Predictor:
             )
         if len(images) == 0:
             return np.zeros((0, 28, 28), dtype=np.uint8)
-        return np.stack([prepare_digit(self._read_gray(f"image {index}", image)) for index, image in enumerate(images)])
+        return np.stack([prepare_digit(self._read_gray(f"image {index}", image)[0]) for index, image in enumerate(images)])
 
     def _answer(self, path: str, probabilities: np.ndarray, digit: np.ndarray) -> dict:
         ranked = probabilities.argsort()[::-1]
@@ -240,6 +249,18 @@ class Predictor:
             f"not a digit: the model's confidence {confidence:.0%} is below the {self.reject_threshold_:.0%} "
             f"that {ACCEPTED_DIGITS:.0%} of validation digits reach"
         )
+
+
+def _in_full_size(box: tuple[int, int, int, int], shape: tuple[int, int], full_shape: tuple[int, int]) -> list[int]:
+    """A box (x0, y0, x1, y1) found in an image of `shape`, in the pixels of the same image at `full_shape`."""
+    if shape == full_shape:
+        return list(box)
+    (height, width), (full_height, full_width) = shape, full_shape
+    x0, y0, x1, y1 = box
+    return [
+        x0 * full_width // width, y0 * full_height // height,
+        min(full_width, math.ceil(x1 * full_width / width)), min(full_height, math.ceil(y1 * full_height / height)),
+    ]
 
 
 def _surest_way(ways: list[list[tuple[DigitSegment, np.ndarray]]]) -> list[tuple[DigitSegment, np.ndarray]]:

@@ -3,6 +3,8 @@ read by the shipped model."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from matplotlib import font_manager
@@ -12,7 +14,7 @@ from scipy import ndimage
 from digitlab.modelfile import load_model
 from digitlab.predict import SURE_CONFIDENCE, Predictor
 from digitlab.segment import read_digits, segment_digits
-from digitlab.vision import find_ink, prepare_digit
+from digitlab.vision import decode_image, find_ink, prepare_digit
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +196,16 @@ def test_boxes_are_in_the_original_image_pixels(predictor):
         x0, y0, x1, y1 = segment.box
         assert 1500 <= x0 < x1 <= 1500 + small.shape[1] + 10 and 1000 <= y0 < y1 <= 1000 + small.shape[0] + 10
         assert (photo[y0:y1, x0:x1] < 128).any()
+
+
+def test_boxes_of_a_big_jpeg_decoded_small_are_in_its_full_pixels(predictor):
+    # The photo's bytes are decoded at a quarter of its size; the boxes are those found in the full decode.
+    small = rendered("47", 200)
+    photo = np.full((3000, 4000), 240, dtype=np.uint8)
+    photo[1000 : 1000 + small.shape[0], 1500 : 1500 + small.shape[1]] = small
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=90)
+    (answer,) = predictor.answer([("photo.jpg", buffer.getvalue())])
+    assert answer["number"] == "47"
+    for entry, segment in zip(answer["digits"], segment_digits(decode_image(buffer.getvalue()))):
+        assert np.abs(np.subtract(entry["box"], segment.box)).max() <= 8  # a pixel of the quarter-size decode

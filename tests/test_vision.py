@@ -18,6 +18,7 @@ from digitlab.segment import segment_digits
 from digitlab.vision import (
     ANALYSIS_SIDE,
     MAX_PIXELS,
+    decode_for_analysis,
     decode_image,
     find_ink,
     load_digit,
@@ -43,6 +44,12 @@ def paper(digit) -> np.ndarray:
 def save(image: Image.Image, path: Path, **options) -> Path:
     image.save(path, **options)
     return path
+
+
+def encoded(gray: np.ndarray, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, image_format, **options)
+    return buffer.getvalue()
 
 
 # ---- decoding formats ----
@@ -155,6 +162,28 @@ def test_exif_rotated_jpeg_comes_out_upright(tmp_path):
     gray = read_image(path)
     assert gray.shape == (40, 20)
     assert gray[:15].mean() < 40 and gray[25:].mean() > 215
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_big_jpeg_is_decoded_small_for_analysis_and_knows_its_full_size(orientation):
+    # A 4000x1200 photo, dark on its left quarter: libjpeg decodes it at a quarter, still over the analysis side.
+    stored = np.full((1200, 4000), 230, dtype=np.uint8)
+    stored[:, :1000] = 20
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encoded(stored, "JPEG", exif=exif.tobytes(), quality=90)
+    full = decode_image(data)
+    small, full_shape = decode_for_analysis(data)
+    assert full_shape == full.shape == ((1200, 4000) if orientation == 1 else (4000, 1200))
+    assert max(small.shape) == 1000 and small.shape[0] * 4 == full.shape[0] and small.shape[1] * 4 == full.shape[1]
+    # The same picture: the dark quarter on the left, or on top once turned upright.
+    dark = small[:, :240] if orientation == 1 else small[:240]
+    assert dark.mean() < 40 and abs(float(small.mean()) - float(full.mean())) < 2
+    # Other formats at any size, and JPEGs under twice the analysis side, are decoded whole.
+    for whole in (encoded(stored, "PNG"), encoded(stored[: 2 * ANALYSIS_SIDE - 1, : 2 * ANALYSIS_SIDE - 1], "JPEG")):
+        again, again_shape = decode_for_analysis(whole)
+        np.testing.assert_array_equal(again, decode_image(whole))
+        assert again_shape == again.shape
 
 
 @pytest.mark.parametrize("carrier", ["eXIf chunk", "raw profile", "XMP"])
