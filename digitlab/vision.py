@@ -43,6 +43,9 @@ BOLD_SHARE, WINDOW_GROWTH = 0.5, 1.5
 MIN_CONTRAST = 24
 # ... nor less than this many times the paper's noise (grain, sensor noise), so a blank page stays blank.
 NOISE_MARGIN = 6
+# A region inside the image where the background climbs this share of the way from the paper to the ink is a
+# filled shape, not paper (0.5 took the dark corners of photos for shapes, 0.75 missed a filled bag).
+FILLED_SHARE = 0.6
 # Pen strokes are the strongest marks on the page; printed rules and grid lines, shadows' edges and stains
 # are fainter. A cut at this share of the ink's level keeps them out even when the digit is so small that
 # Otsu splits the paper from the lines instead of the lines from the ink.
@@ -554,9 +557,8 @@ def _widest_stroke(mask: np.ndarray) -> float:
 
 
 def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple]:
-    """Ink's contrast over the paper (a grey opening by `window` removes every light feature narrower than
-    it, strokes, and follows what is wider, uneven light and shadows), the cut and the hysteresis mask."""
-    contrast = image - _opening(image, window)
+    """Ink's contrast over the paper (`_background`), the cut and the hysteresis mask."""
+    contrast = image - _background(image, window)
     # Otsu's cut, but never within the paper's own grain: its spread is measured robustly (ink edges are
     # the minority) on differences of neighbouring pixels, which slow changes of light do not affect.
     # Every third row is plenty for these robust statistics, at a third of the cost.
@@ -582,6 +584,34 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     mask, pieces = _hysteresis_mask(contrast, threshold, low, seeds)
     grown = _grown_by_own_strength(contrast, strength, ink_level, mask, pieces, paper, low, floor)
     return contrast, threshold, (grown, pieces if grown is mask else None)
+
+
+def _background(image: np.ndarray, window: int) -> np.ndarray:
+    """The paper's level under each pixel of light ink on dark paper: a grey opening by `window` removes every light
+    feature narrower than it (strokes) and follows what is wider (uneven light, shadows), mended where it is not the
+    paper. Specks darker than the paper (salt grains on a scan, once the polarity is set) are the minimum
+    of every window over them, so sparse ones cut window-sized holes into the opening, blocks of ink in the contrast:
+    where the opening falls that far below its median, the opening of the 3x3 median, which has no holes, shifted down
+    by its typical distance from the plain one (grain lifts it), fills the holes deeper than ink's least contrast,
+    leaving the rest, and so the contrast's zero, as it was. A filled shape wider than the window is followed as
+    paper and left a hollow ring (a 0): where the opening climbs FILLED_SHARE of the way to the ink inside the image,
+    away from the border that shadows and dark corners reach, the level is the paper's, so the shape stays whole and
+    is judged as the blot it is."""
+    background = _opening(image, window)
+    if background.min() < float(_median(background[::3, ::3].ravel())) - MIN_CONTRAST:
+        lifted = _opening(_median_3x3(image), window)
+        lifted -= float(_median((lifted - background)[::3].ravel()))
+        background = np.where(lifted - background > MIN_CONTRAST, lifted, background)
+    # The paper and the ink as the darkest tenth of the background and the brightest of the image (a shape may
+    # cover half the image, a hot pixel outshine the ink).
+    paper, ink = _quantile(background[::3, ::3], 0.1), _quantile(image[::3, ::3], 0.995)
+    filled = background > paper + FILLED_SHARE * max(ink - paper, 0.0)
+    if filled.any():
+        labels, count = ndimage.label(filled)
+        inner = ~_at_border(labels, count)
+        inner[0] = False
+        background = np.where(inner[labels], paper, background)
+    return background
 
 
 def _grown_by_own_strength(
@@ -655,6 +685,13 @@ def _median_3x3(image: np.ndarray) -> np.ndarray:
     lows = np.maximum(np.maximum(low[:, :-2], low[:, 1:-1]), low[:, 2:])
     highs = np.minimum(np.minimum(high[:, :-2], high[:, 1:-1]), high[:, 2:])
     return _median_of_three(lows, _median_of_three(mid[:, :-2], mid[:, 1:-1], mid[:, 2:]), highs)
+
+
+def _quantile(values: np.ndarray, share: float) -> float:
+    """The value `share` of the way up the sorted values (np.quantile's lower value, by a partition)."""
+    flat = values.ravel()
+    index = min(len(flat) - 1, int(share * (len(flat) - 1)))
+    return float(np.partition(flat, index)[index])
 
 
 def _median_of_three(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

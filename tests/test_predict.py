@@ -216,10 +216,15 @@ def test_onnxruntime_and_pytorch_backends_give_the_same_probabilities(model_path
 
 
 def test_filled_shapes_are_not_digits_and_no_mnist_digit_is_too_solid(mnist_test):
-    # A disc and an ellipse, under the 40% of the side that background removal keeps whole.
-    for box in ((40, 42, 80, 82), (38, 46, 82, 76)):
-        canvas = Image.new("L", (120, 120), 235)
-        ImageDraw.Draw(canvas).ellipse(box, fill=20)
+    # A disc and an ellipse, under the 40% of the side that the background's window spans; then a disc, dark on
+    # light, and an ellipse, light on dark, far wider than it, which the window would hollow into a ring (a 0).
+    shapes = [
+        ((40, 42, 80, 82), 235, 20), ((38, 46, 82, 76), 235, 20),
+        ((15, 15, 105, 105), 235, 60), ((10, 25, 110, 95), 30, 220),
+    ]
+    for box, paper, ink in shapes:
+        canvas = Image.new("L", (120, 120), paper)
+        ImageDraw.Draw(canvas).ellipse(box, fill=ink)
         assert "solid" in not_a_digit_reason(prepare_digit(np.asarray(canvas)))
     reasons = {not_a_digit_reason(digit) for digit in mnist_test[0]}
     assert not any(reason and "solid" in reason for reason in reasons)

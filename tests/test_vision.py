@@ -419,6 +419,16 @@ def test_specks_do_not_move_the_crop(ink, clean):
     assert similarity(prepared, clean) > 0.95
 
 
+def test_salt_specks_on_grey_paper_leave_no_blocks_of_ink(ink, clean):
+    # White specks on a grey scan are darker than the paper once the polarity is set: each is the minimum of
+    # every background window over it, and sparse ones cut window-sized holes that read as blocks of ink.
+    paper = np.full((300, 260), 170.0)
+    rows, columns = np.random.default_rng(1).integers(0, (300, 260), size=(20, 2)).T
+    paper[rows, columns] = 255
+    prepared = prepare_digit(on_paper(ink, paper, 60, 50, darkness=140))
+    assert similarity(prepared, clean) > 0.95
+
+
 def test_a_smudge_far_from_the_digit_does_not_shrink_it(ink, clean):
     # Larger than a speck (a fifth of the digit's ink), away from the border, but short and far from the digit:
     # a pen mark or the tip of a shadow, not a part of the 3.
