@@ -216,7 +216,9 @@ class Predictor:
             )
         if len(images) == 0:
             return np.zeros((0, 28, 28), dtype=np.uint8)
-        return np.stack([prepare_digit(self._read_gray(f"image {index}", image)[0]) for index, image in enumerate(images)])
+        return np.stack(
+            [prepare_digit(self._read_gray(f"image {index}", image)[0]) for index, image in enumerate(images)]
+        )
 
     def _answer(self, path: str, probabilities: np.ndarray, digit: np.ndarray) -> dict:
         ranked = probabilities.argsort()[::-1]

@@ -114,7 +114,7 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def decode_for_analysis(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, tuple[int, int]]:
-    """`decode_image`, but a JPEG that is more than twice the analysis copy's size is decoded straight to a half,
+    """`decode_image`, but a JPEG at least twice the analysis copy's size is decoded straight to a half,
     a quarter or an eighth of it (libjpeg scales while decoding, at a fraction of the cost: a 12 MP photo in 8 ms
     instead of 150), never smaller than the analysis copy. Also the full image's upright (height, width), which
     boxes found in the smaller array are scaled back to."""
@@ -243,7 +243,7 @@ def find_ink(gray: np.ndarray) -> InkMap:
     if scale < 1:
         image = _resize(image, scale)
         stages.append(("analysis copy", image))
-    border = border_pixels(image)
+    border = _border_pixels(image)
     if border.max() <= INK_THRESHOLD or border.min() >= 255 - INK_THRESHOLD:
         # A clean digit (MNIST itself, a drawing on a blank canvas): the border says the polarity and
         # there is no light to flatten, so only specks need removing. This keeps MNIST as it is, and fast.
@@ -428,7 +428,7 @@ def _find_sheet(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | No
     paper = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
     sheet = ndimage.binary_fill_holes(paper)
     area = np.count_nonzero(sheet)
-    border = border_pixels(sheet)
+    border = _border_pixels(sheet)
     if not SHEET_AREA[0] * sheet.size <= area <= SHEET_AREA[1] * sheet.size or border.mean() > SHEET_BORDER:
         return None
     surroundings = coarse[~sheet]
@@ -822,7 +822,7 @@ def box_gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> float:
     return float(np.hypot(down, across))
 
 
-def border_pixels(image: np.ndarray) -> np.ndarray:
+def _border_pixels(image: np.ndarray) -> np.ndarray:
     """The image's outermost rows and columns, one after another (corners twice)."""
     return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
 
@@ -868,7 +868,7 @@ def _came_free(digit: np.ndarray, before: np.ndarray) -> bool:
 def _at_border(labels: np.ndarray, count: int) -> np.ndarray:
     """Which of the labelled pieces (and the background, label 0) reach the image's border."""
     touching = np.zeros(count + 1, dtype=bool)
-    touching[border_pixels(labels)] = True
+    touching[_border_pixels(labels)] = True
     return touching
 
 
