@@ -153,8 +153,8 @@ def _decode(data: bytes, name: str, draft_side: int | None) -> tuple[np.ndarray,
                     "scale the image down first"
                 )
             image.seek(0)
-            if draft_side and image.format == "JPEG" and max(width, height) >= 2 * draft_side:
-                longer = max(width, height)
+            longer = max(width, height)
+            if draft_side and image.format == "JPEG" and longer >= 2 * draft_side:
                 image.draft("L", (math.ceil(width * draft_side / longer), math.ceil(height * draft_side / longer)))
             image.load()
             loaded = image.size
@@ -607,10 +607,7 @@ def _background(image: np.ndarray, window: int) -> np.ndarray:
     paper, ink = _quantile(background[::3, ::3], 0.1), _quantile(image[::3, ::3], 0.995)
     filled = background > paper + FILLED_SHARE * max(ink - paper, 0.0)
     if filled.any():
-        labels, count = ndimage.label(filled)
-        inner = ~_at_border(labels, count)
-        inner[0] = False
-        background = np.where(inner[labels], paper, background)
+        background = np.where(_inner_pieces(filled), paper, background)
     return background
 
 
