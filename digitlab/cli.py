@@ -354,11 +354,12 @@ def preprocess(
     ] = None,
 ) -> None:
     """Show what the model sees: the 28x28 digit as text, and with --show a PNG of every stage that made it."""
-    from .vision import preprocess_stages, read_image, stages_image
+    from .vision import preprocess_stages, read_for_analysis, stages_image
 
     if show is not None and (show.is_dir() or not show.parent.is_dir()):
         raise UsageError(f"--show {show}: give a PNG file name in an existing folder, such as stages.png")
-    stages = preprocess_stages(read_image(image))
+    # Decoded as answers decode it (a big JPEG straight to a smaller size), so the stages are what the model saw.
+    stages = preprocess_stages(read_for_analysis(image)[0])
     digit = stages[-1][1]
     shades = " .:-=+*#%@"
     for row in digit:

@@ -953,6 +953,6 @@ def _centre_by_mass(patch: np.ndarray) -> np.ndarray:
 
 
 def load_digit(path: str | os.PathLike) -> np.ndarray:
-    """Read and prepare one image file: the path every caller uses for files."""
-    return prepare_digit(read_image(path))
+    """Read and prepare one image file as answers read it (a big JPEG decoded small, `read_for_analysis`)."""
+    return prepare_digit(read_for_analysis(path)[0])
 

@@ -24,6 +24,7 @@ from digitlab.vision import (
     load_digit,
     prepare_digit,
     preprocess_stages,
+    read_for_analysis,
     read_image,
     stages_image,
 )
@@ -611,6 +612,20 @@ def test_preprocess_command_writes_every_stage(cli, tmp_path):
     assert len(result.stdout.splitlines()) >= 28  # the 28x28 digit as text
     with Image.open(tmp_path / "stages.png") as written:
         assert written.width > 4 * written.height
+
+
+def test_a_big_jpeg_is_prepared_and_shown_as_answers_read_it(cli, tmp_path, ink):
+    # Answers decode a big JPEG small (`read_for_analysis`); evaluate's image folders (`load_digit`) and `digitlab
+    # preprocess` decoded it whole, and every one of the benchmark's 42 big JPEGs came out a little different.
+    rng = np.random.default_rng(0)
+    photo = on_paper(ink, np.full((300, 260), 235.0) + rng.normal(0, 6, (300, 260)), 60, 50)
+    path = save(Image.fromarray(photo).resize((2600, 3000), Image.Resampling.BICUBIC), tmp_path / "photo.jpg", quality=85)
+    as_answered = prepare_digit(read_for_analysis(path)[0])
+    assert not np.array_equal(as_answered, prepare_digit(read_image(path)))
+    np.testing.assert_array_equal(load_digit(path), as_answered)
+    shades = " .:-=+*#%@"
+    printed = cli("preprocess", path).stdout.splitlines()[:28]
+    assert printed == ["".join(shades[int(value) * len(shades) // 256] * 2 for value in row) for row in as_answered]
 
 
 def test_preprocess_show_writes_a_png_whatever_the_name_and_refuses_a_folder(cli, tmp_path):
