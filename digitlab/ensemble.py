@@ -29,14 +29,17 @@ def combine(models: Sequence[DigitModel | str | os.PathLike]) -> DigitModel:
                     f"{source}: its {attribute} ({getattr(model, attribute)}) differs from the first model's "
                     f"({getattr(first, attribute)}); ensemble only models trained for the same task"
                 )
-    specs, networks = [], []
+    specs, networks, bars = [], [], []
     for model in loaded:
+        bar = model.calibration.get("reject_threshold")
         if isinstance(model.network, Ensemble):
             specs += model.network.specs
             networks += list(model.network.children())
+            bars += [bar] * len(model.network.specs)
         else:
             specs.append(model.spec)
             networks.append(_calibrated(model))
+            bars.append(bar)
     network = Ensemble(tuple(specs), networks).eval()
     return DigitModel(
         network=network,
@@ -50,7 +53,18 @@ def combine(models: Sequence[DigitModel | str | os.PathLike]) -> DigitModel:
             "multiply_adds": sum(multiply_adds(spec) for spec in specs),
             "member_test_accuracy": [model.metrics.get("test_accuracy") for model in loaded],
         },
+        calibration=_mean_bar(bars),
     )
+
+
+def _mean_bar(bars: list[float | None]) -> dict:
+    """The "not a digit" bar of averaged members: the mean of theirs, when each has one. Where the members agree,
+    each at or over its own bar, their mean is at or over it too, so the digits they all accept still pass. A bar
+    fitted afresh would need validation digits no member trained on, and members of different seeds hold out
+    different digits. Without a bar from every member the ensemble has none, as a tutorial-recipe model has none."""
+    if not bars or any(bar is None for bar in bars):
+        return {}
+    return {"reject_threshold": sum(bars) / len(bars), "fitted_on": f"the mean of its {len(bars)} members' bars"}
 
 
 def _calibrated(model: DigitModel) -> nn.Module:

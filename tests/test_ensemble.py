@@ -53,6 +53,23 @@ def test_the_file_round_trips_and_keeps_its_members(members, tmp_path, mnist_tes
     assert Predictor(loaded).predict_proba_prepared(digits[:0]).shape == (0, 10)
 
 
+def test_an_ensemble_says_not_a_digit_at_the_mean_of_its_members_bars(members, tmp_path):
+    shipped = load_model(members[1])
+    lower = load_model(members[1])
+    lower.calibration = {**lower.calibration, "reject_threshold": 0.2}
+    pair = combine([shipped, save_model(lower, tmp_path / "lower.safetensors")])
+    bar = shipped.calibration["reject_threshold"]
+    assert pair.calibration["reject_threshold"] == pytest.approx((bar + 0.2) / 2)
+    nested = combine([pair, members[1]])
+    assert nested.calibration["reject_threshold"] == pytest.approx((bar + 0.2 + bar) / 3)
+    # The tutorial's dog, which the shipped model rejects, is rejected by its ensemble with itself, saved and loaded.
+    twice = load_model(save_model(combine([members[1], members[1]]), tmp_path / "twice.safetensors"))
+    dog = Path(__file__).parent.parent / "examples" / "seed" / "dog.png"
+    assert Predictor(twice).answer([("dog.png", dog)])[0]["digit"] is None
+    # A member without a bar (the tutorial's recipe validates on the test split and fits none): no bar.
+    assert "reject_threshold" not in combine(members).calibration
+
+
 def test_an_ensemble_of_ensembles_is_flat(members):
     nested = combine([combine(members), members[0]])
     assert len(nested.network.specs) == 3
