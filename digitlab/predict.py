@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from .calibrate import ACCEPTED_DIGITS
 from .errors import DigitlabError, ImageError, UsageError
-from .model import batched_logits
+from .model import Ensemble, batched_logits
 from .modelfile import DigitModel, load_model
 from .segment import DigitSegment, read_digits
 from .vision import decode_for_analysis, prepare_digit, read_for_analysis
@@ -249,7 +249,8 @@ class Predictor:
             return reason
         return (
             f"not a digit: the model's confidence {confidence:.0%} is below the {self.reject_threshold_:.0%} "
-            f"that {ACCEPTED_DIGITS:.0%} of validation digits reach"
+            + ("its members' bars average" if isinstance(self.network_, Ensemble)
+               else f"that {ACCEPTED_DIGITS:.0%} of validation digits reach")
         )
 
 

@@ -65,7 +65,8 @@ def test_an_ensemble_says_not_a_digit_at_the_mean_of_its_members_bars(members, t
     # The tutorial's dog, which the shipped model rejects, is rejected by its ensemble with itself, saved and loaded.
     twice = load_model(save_model(combine([members[1], members[1]]), tmp_path / "twice.safetensors"))
     dog = Path(__file__).parent.parent / "examples" / "seed" / "dog.png"
-    assert Predictor(twice).answer([("dog.png", dog)])[0]["digit"] is None
+    answer = Predictor(twice).answer([("dog.png", dog)])[0]
+    assert answer["digit"] is None and answer["reason"].endswith(f"below the {bar:.0%} its members' bars average")
     # A member without a bar (the tutorial's recipe validates on the test split and fits none): no bar.
     assert "reject_threshold" not in combine(members).calibration
 
