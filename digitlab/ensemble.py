@@ -62,7 +62,7 @@ def _mean_bar(bars: list[float | None]) -> dict:
     each at or over its own bar, their mean is at or over it too, so the digits they all accept still pass. A bar
     fitted afresh would need validation digits no member trained on, and members of different seeds hold out
     different digits. Without a bar from every member the ensemble has none, as a tutorial-recipe model has none."""
-    if not bars or any(bar is None for bar in bars):
+    if any(bar is None for bar in bars):
         return {}
     return {"reject_threshold": sum(bars) / len(bars), "fitted_on": f"the mean of its {len(bars)} members' bars"}
 
