@@ -13,7 +13,7 @@ import pytest
 
 from conftest import CLI, CLI_TIMEOUT_S
 from digitlab.errors import UsageError
-from digitlab.lab import builtin_sweeps, load_sweep, run_sweep
+from digitlab.lab import available_cores, builtin_sweeps, load_sweep, run_sweep
 from digitlab.lab_report import DETERMINISTIC_COLUMNS, pareto_front
 
 # Small enough to train in seconds: one epoch on 1,500 digits, 300 of them held out for validation.
@@ -135,6 +135,25 @@ recipe = "tiny"
     for folder in ("local", "ray"):
         written = {path.name for path in (tmp_path / folder).iterdir()}
         assert {"results.json", "results.csv", "report.html", "accuracy_vs_parameters.png", "trials"} <= written
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="one core leaves nothing to share")
+def test_a_trial_left_to_run_alone_takes_every_core(tmp_path):
+    def sweep(seeds: str):
+        return load_sweep(write_sweep(tmp_path, f"""
+[sweep]
+seeds = {seeds}
+parallel = 2
+[base]
+preset = "tiny"
+recipe = "tiny"
+{QUICK}
+"""))
+
+    run_sweep(sweep("[0]"), tmp_path / "out")
+    run_sweep(sweep("[0, 1]"), tmp_path / "out")  # planned two side by side, but seed 0 is done
+    (metrics,) = (tmp_path / "out" / "trials").glob("*/seed-1/metrics.json")
+    assert json.loads(metrics.read_text())["threads"] == available_cores()
 
 
 @pytest.mark.fault("crashes")
