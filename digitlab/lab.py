@@ -273,8 +273,9 @@ def _run_locally(jobs: list[Job], parallel: int, progress: SweepProgress) -> Non
 
 def _with_free_cores(job: Job, side_by_side: int) -> Job:
     """A trial that will run with fewer others than planned (at the end of a sweep) takes the cores they
-    leave: a default-preset trial left alone on 2 cores trains 1.75x faster on both than on one. A deterministic sweep keeps its
-    planned threads, since the thread count changes the sums' order and which trial ends first is chance."""
+    leave: a default-preset trial left alone on 2 cores trains 1.75x faster on both than on one. A
+    deterministic sweep keeps its planned threads, since the thread count changes the order of the sums
+    and which trial ends first is chance."""
     if job.deterministic:
         return job
     return dataclasses.replace(job, threads=max(job.threads, available_cores() // side_by_side))
