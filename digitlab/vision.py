@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,17 +95,21 @@ OWN_GROWTH, ELONGATED = 6, 4
 # across. It covers SHEET_AREA of the frame and at most SHEET_BORDER of the frame's edge, stands SHEET_CONTRAST
 # grey levels above its surroundings behind an edge whose gradient is SHEET_EDGE of that step or more, fills
 # SHEET_RECTANGLE of the smallest rectangle round it, and carries dark marks (between the two SHEET_INK shares of
-# it) no wider than SHEET_MARKS of its side, while at most SHEET_OUTSIDE_MARKS of the surroundings is that dark.
+# it) no wider than SHEET_MARKS of its side, while at most SHEET_OUTSIDE_MARKS of the surroundings holds strokes
+# as dark (marks narrower than SHEET_STROKE coarse pixels). Where light and shade do not part it from the desk,
+# its edges do: gradients of SHEET_CLOSED of the step or more, after a blur of SHEET_SMOOTHING pixels.
 SHEET_SIDE = 96
 SHEET_AREA = (0.04, 0.9)
 SHEET_BORDER = 0.5
 SHEET_CONTRAST = 40
 SHEET_EDGE = 0.12
 SHEET_RECTANGLE = 0.85
-SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS = (0.002, 0.3), 0.12, 0.02
+SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS, SHEET_STROKE = (0.002, 0.3), 0.12, 0.02, 5
+SHEET_CLOSED, SHEET_SMOOTHING = 0.15, 0.7
 # A sheet tilted by this many degrees or more is turned upright.
 SHEET_TURN = 2
 SQUARE = np.ones((3, 3), dtype=bool)
+CROSS = ndimage.generate_binary_structure(2, 1)
 # Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
 FINE_LINE = np.ones((2, 2), dtype=bool)
 
@@ -420,41 +426,79 @@ def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
 def _find_sheet(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
     """On a coarse copy of a photo: the sheet lying on a darker desk (from a coarse pixel in from its edge,
     where the edge's blur and shadow lie), the paper of it (without the ink), and its tilt; None if there is
-    none. The sheet is the largest light region, holes filled, that passes every check below."""
+    none. The sheet is the largest light region, holes filled, or where light falling across the desk joins
+    that to the desk or a shadow splits it, the region its edges close round; it must pass every check below."""
     light = coarse > _otsu(coarse)
     labels, count = ndimage.label(light, structure=SQUARE)
     if count == 0:
         return None
     paper = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
     sheet = ndimage.binary_fill_holes(paper)
+    # Paper and surroundings apart, not one page's paper shading from its lit part to its dark one.
+    if sheet.all() or np.percentile(coarse[~sheet], 95) < np.percentile(coarse[paper], 5):
+        found = _as_sheet(coarse, sheet, closed_by_edges=False)
+        if found is not None:
+            return found
+    for sheet in _closed_by_edges(coarse, light):
+        found = _as_sheet(coarse, sheet, closed_by_edges=True)
+        if found is not None:
+            return found
+    return None
+
+
+def _closed_by_edges(coarse: np.ndarray, light: np.ndarray) -> Iterator[np.ndarray]:
+    """Regions that edges steeper than SHEET_CLOSED of the light's step above the dark close round, holes
+    filled and widened by the edge they stop short of: those large enough for a sheet, the most light first."""
+    step = float(np.median(coarse[light]) - np.median(coarse[~light]))
+    edges = np.hypot(*np.gradient(ndimage.gaussian_filter(coarse, SHEET_SMOOTHING))) > SHEET_CLOSED * step
+    regions, count = ndimage.label(~edges, structure=CROSS)
+    sizes = np.bincount(regions.ravel(), minlength=count + 1)
+    lit = np.bincount(regions[light], minlength=count + 1)
+    large = np.flatnonzero(sizes >= SHEET_AREA[0] * coarse.size)
+    for label in large[large > 0][np.argsort(-lit[large[large > 0]])]:
+        yield ndimage.binary_dilation(ndimage.binary_fill_holes(regions == label), SQUARE)
+
+
+def _as_sheet(
+    coarse: np.ndarray, sheet: np.ndarray, closed_by_edges: bool
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The sheet, its paper and its tilt, if the region `sheet` passes for a sheet lying on a desk."""
     area = np.count_nonzero(sheet)
     border = _border_pixels(sheet)
     if not SHEET_AREA[0] * sheet.size <= area <= SHEET_AREA[1] * sheet.size or border.mean() > SHEET_BORDER:
         return None
     surroundings = coarse[~sheet]
-    step = float(np.median(coarse[sheet]) - np.median(surroundings))
-    # Paper and surroundings apart, not one page's paper shading from its lit part to its dark one.
-    if step < SHEET_CONTRAST or np.percentile(surroundings, 95) >= np.percentile(coarse[paper], 5):
+    level = float(np.median(coarse[sheet]))
+    step = level - float(np.median(surroundings))
+    if step < SHEET_CONTRAST:
         return None
     # The sheet's edge is a step all round, not light falling off across a page (vignetting, a soft shadow).
     edge = sheet ^ ndimage.binary_erosion(sheet, border_value=1)
     if np.percentile(np.hypot(*np.gradient(coarse))[edge], 25) < SHEET_EDGE * step:
         return None
-    marks = sheet & ~light
+    marks = sheet & (coarse < level - step / 2)
     if not SHEET_INK[0] * area <= np.count_nonzero(marks) <= SHEET_INK[1] * area:
         return None  # nothing written on it, or more dark than light: a pattern (a checkerboard), not writing
     if ndimage.distance_transform_edt(marks).max() > SHEET_MARKS * np.sqrt(area):
         return None  # the counter of a light digit (the inside of a 0), not pen strokes on paper
-    dark_outside = np.count_nonzero(surroundings < np.median(surroundings) - step / 2)
-    if dark_outside > SHEET_OUTSIDE_MARKS * surroundings.size:
-        return None  # marks outside too: the "sheet" is the lit part of a page, and the digit may lie outside it
+    # Marks outside too: the "sheet" is the lit part of a page, and the digit may lie outside it. Outside a
+    # region found by its light, any dark counts, shade included; outside one its edges close round, only
+    # thin strokes on their own ground (not the desk's grain, nor the shadow along the sheet's edge).
+    if closed_by_edges:
+        strokes = ndimage.grey_closing(coarse, size=(SHEET_STROKE, SHEET_STROKE)) - coarse > step / 2
+        dark = strokes & ~ndimage.binary_dilation(sheet, SQUARE, iterations=SHEET_STROKE // 2)
+    else:
+        dark = ~sheet & (coarse < np.median(surroundings) - step / 2)
+    if np.count_nonzero(dark) > SHEET_OUTSIDE_MARKS * surroundings.size:
+        return None
     rectangle_area, tilt = _bounding_rectangle(np.argwhere(sheet))
     if area < SHEET_RECTANGLE * rectangle_area:
         return None  # a bold light digit, not a four-cornered sheet
     inside = ndimage.binary_erosion(sheet, SQUARE)
-    if not (inside & light).any():
+    paper = inside & ~marks
+    if not paper.any():
         return None
-    return inside, inside & light, tilt
+    return inside, paper, tilt
 
 
 def _bounding_rectangle(points: np.ndarray) -> tuple[float, float]:

@@ -491,6 +491,19 @@ def test_a_note_photographed_on_a_desk_gives_the_digit_written_on_it(ink, clean,
     assert any(name == "sheet alone, upright" for name, _ in stages)
 
 
+def test_a_note_under_a_lamp_is_found_by_its_edges(ink, clean):
+    # The lamp lights the desk beside the note as brightly as the note's far corner, so no grey level parts
+    # note from desk: the lit desk joins the note's light region. The note's edge still closes round it, and
+    # the 3 comes out upright (found as light on dark, it came out turned as the note lies).
+    note = on_paper(ink, np.full((300, 300), 225.0), 66, 66)
+    photo = on_a_desk(note, desk=130, angle=8).astype(np.float32)
+    rows, columns = np.mgrid[0:600, 0:800]
+    lamp = 0.5 + 0.9 * np.exp(-((rows - 150) ** 2 + (columns - 620) ** 2) / (2 * 230.0**2))
+    stages = preprocess_stages(np.clip(photo * lamp, 0, 255).astype(np.uint8))
+    assert any(name == "sheet alone, upright" for name, _ in stages)
+    assert similarity(stages[-1][1], clean) > 0.8
+
+
 def test_a_tilted_note_is_read_upright_and_its_digits_boxed_where_they_lie(mnist_test):
     # Two digits side by side on a note turned 15 degrees: upright, they read in order, and each box, turned
     # back, still holds its digit's centre as the photo shows it.
