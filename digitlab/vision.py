@@ -491,7 +491,7 @@ def _as_sheet(
         dark = ~sheet & (coarse < np.median(surroundings) - step / 2)
     if np.count_nonzero(dark) > SHEET_OUTSIDE_MARKS * surroundings.size:
         return None
-    rectangle_area, tilt = _bounding_rectangle(np.argwhere(sheet))
+    rectangle_area, tilt = _bounding_rectangle(np.argwhere(sheet), sheet.shape)
     if area < SHEET_RECTANGLE * rectangle_area:
         return None  # a bold light digit, not a four-cornered sheet
     inside = ndimage.binary_erosion(sheet, SQUARE)
@@ -501,17 +501,24 @@ def _as_sheet(
     return inside, paper, tilt
 
 
-def _bounding_rectangle(points: np.ndarray) -> tuple[float, float]:
-    """The area of the smallest rectangle, at any angle, holding the pixels at (row, column) `points` (each a
-    unit square), and its tilt: the degrees (within 45 of level, counter-clockwise) that set it square. One of
-    its sides lies along an edge of the points' convex hull."""
+def _bounding_rectangle(points: np.ndarray, shape: tuple[int, int]) -> tuple[float, float]:
+    """The smallest rectangle, at any angle, holding the pixels at (row, column) `points`: how many pixels of
+    a frame of `shape` it covers (a sheet running off the photo fills the part of its rectangle the photo
+    shows), and its tilt: the degrees (within 45 of level, counter-clockwise) that set it square. One of its
+    sides lies along an edge of the points' convex hull."""
     hull = points[spatial.ConvexHull(points).vertices].astype(np.float64)
     edges = np.roll(hull, -1, axis=0) - hull
     directions = edges / np.maximum(np.hypot(*edges.T), 1e-12)[:, None]
     normals = np.stack([-directions[:, 1], directions[:, 0]], axis=1)
     spans = (np.ptp(hull @ directions.T, axis=0) + 1) * (np.ptp(hull @ normals.T, axis=0) + 1)
-    down, across = directions[spans.argmin()]
-    return float(spans.min()), float((np.degrees(np.arctan2(down, across)) + 45) % 90 - 45)
+    best = spans.argmin()
+    pixels = np.indices(shape).reshape(2, -1).T.astype(np.float64)
+    covered = np.ones(len(pixels), dtype=bool)
+    for axis in (directions[best], normals[best]):
+        reach, sides = pixels @ axis, hull @ axis
+        covered &= (reach >= sides.min() - 0.5) & (reach <= sides.max() + 0.5)
+    down, across = directions[best]
+    return float(np.count_nonzero(covered)), float((np.degrees(np.arctan2(down, across)) + 45) % 90 - 45)
 
 
 def _ink_lean(image: np.ndarray) -> float:
