@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-import itertools
 import math
 import os
 import warnings
@@ -435,7 +434,7 @@ def _find_sheet(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | No
     paper = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
     sheet = ndimage.binary_fill_holes(paper)
     # Paper and surroundings apart, not one page's paper shading from its lit part to its dark one.
-    if sheet.all() or np.percentile(coarse[~sheet], 95) < np.percentile(coarse[paper], 5):
+    if not sheet.all() and np.percentile(coarse[~sheet], 95) < np.percentile(coarse[paper], 5):
         found = _as_sheet(coarse, sheet, closed_by_edges=False)
         if found is not None:
             return found
