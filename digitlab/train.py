@@ -9,6 +9,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,8 +221,10 @@ def train(
     overwrite: bool = False,
     data_dir: str | os.PathLike | None = None,
     show_progress: bool = False,
+    before_epoch: Callable[[], None] | None = None,
 ) -> TrainResult:
-    """Train a network; with `out`, write the run folder (model, metrics, history, plot, checkpoint)."""
+    """Train a network; with `out`, write the run folder (model, metrics, history, plot, checkpoint).
+    `before_epoch` is called as each epoch starts (a sweep's trial resizes its threads there)."""
     spec = spec or get_preset(preset)
     if recipe is None:
         recipe = RECIPES.get(preset, RECIPES["default"])
@@ -279,6 +282,8 @@ def train(
     try:
         with progress:
             for epoch in range(state.epoch + 1, recipe.epochs + 1):
+                if before_epoch:
+                    before_epoch()
                 started = time.perf_counter()
                 network.train()
                 progress.start_epoch(epoch)
