@@ -94,9 +94,10 @@ OWN_GROWTH, ELONGATED = 6, 4
 # across. It covers SHEET_AREA of the frame and at most SHEET_BORDER of the frame's edge, stands SHEET_CONTRAST
 # grey levels above its surroundings behind an edge whose gradient is SHEET_EDGE of that step or more, fills
 # SHEET_RECTANGLE of the smallest rectangle round it, and carries dark marks (between the two SHEET_INK shares of
-# it) no wider than SHEET_MARKS of its side, while at most SHEET_OUTSIDE_MARKS of the surroundings holds strokes
-# as dark (marks narrower than SHEET_STROKE coarse pixels). Where light and shade do not part it from the desk,
-# its edges do: gradients of SHEET_CLOSED of the step or more, after a blur of SHEET_SMOOTHING pixels.
+# it) no wider than SHEET_MARKS of its side, while at most SHEET_OUTSIDE_MARKS of the surroundings is that dark
+# (round a region its edges close, only marks narrower than SHEET_STROKE coarse pixels count). Where light and
+# shade do not part it from the desk, its edges do: gradients of SHEET_CLOSED of the step or more, after a blur
+# of SHEET_SMOOTHING pixels.
 SHEET_SIDE = 96
 SHEET_AREA = (0.04, 0.9)
 SHEET_BORDER = 0.5
@@ -453,8 +454,8 @@ def _closed_by_edges(coarse: np.ndarray, light: np.ndarray) -> Iterator[np.ndarr
     regions, count = ndimage.label(~edges, structure=CROSS)
     sizes = np.bincount(regions.ravel(), minlength=count + 1)
     lit = np.bincount(regions[light], minlength=count + 1)
-    large = np.flatnonzero(sizes >= SHEET_AREA[0] * coarse.size)
-    for label in large[large > 0][np.argsort(-lit[large[large > 0]])]:
+    large = np.flatnonzero(sizes[1:] >= SHEET_AREA[0] * coarse.size) + 1  # label 0 is the edges
+    for label in large[np.argsort(-lit[large])]:
         yield ndimage.binary_dilation(ndimage.binary_fill_holes(regions == label), SQUARE)
 
 
