@@ -286,13 +286,17 @@ def lab(
         Optional[str], typer.Option(help="With --ray: an existing cluster's address; default: a local Ray instance.")
     ] = None,
     ensemble: Annotated[
-        Optional[Path], typer.Option(help="Then average the selected trial's seed models into this model file.")
+        Optional[Path],
+        typer.Option(
+            help="Then average the selected trial's seed models (every trial's, where the sweep sets "
+            'ensemble = "all") into this model file.'
+        ),
     ] = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Sweep architectures and recipes over seeds; report cost beside accuracy (table, CSV/JSON, HTML, plots)."""
-    from .lab import load_sweep, run_sweep, selected_models
+    from .lab import ensemble_members, load_sweep, run_sweep
     from .lab_report import TABLE_HEADER, table_rows
 
     chosen = load_sweep(sweep, tuple(int(seed) for seed in seeds.split(",")) if seeds else None)
@@ -309,7 +313,7 @@ def lab(
     if ensemble is not None:
         from .ensemble import build_ensemble_file
 
-        results["ensemble"] = build_ensemble_file(selected_models(chosen, folder, results), ensemble, data_dir=data_dir)
+        results["ensemble"] = build_ensemble_file(ensemble_members(chosen, folder, results), ensemble, data_dir=data_dir)
     if as_json:
         print(json.dumps(results, indent=2))
         return

@@ -27,7 +27,10 @@ from .model import ModelSpec, multiply_adds
 from .specfile import load_recipe, load_spec, parse_recipe, parse_spec, read_toml
 from .train import Recipe
 
-SWEEP_KEYS = {"name", "seeds", "search", "samples", "random_seed", "deterministic", "parallel"}
+SWEEP_KEYS = {"name", "seeds", "search", "samples", "random_seed", "deterministic", "parallel", "ensemble"}
+# What `digitlab lab --ensemble` averages: the selected trial's model of each seed, or every trial's models
+# (members built differently, which miss different digits).
+ENSEMBLE_MEMBERS = ("selected", "all")
 POINT_KEYS = {"name", "preset", "recipe", "spec", "recipe_settings"}
 
 
@@ -50,6 +53,7 @@ class Sweep:
     deterministic: bool = False
     # Trials at once; None: one per core. A sweep of big models sets 1 so each trains on every core.
     parallel: int | None = None
+    ensemble: str = "selected"
 
 
 @dataclass(frozen=True)
@@ -104,12 +108,16 @@ def load_sweep(name_or_path: str | os.PathLike, seeds: tuple[int, ...] | None = 
     sweep_seeds = tuple(seeds if seeds is not None else settings.get("seeds", [0]))
     if not sweep_seeds:
         raise UsageError(f"{path}: seeds is empty; give at least one seed")
+    members = settings.get("ensemble", "selected")
+    if members not in ENSEMBLE_MEMBERS:
+        raise UsageError(f"{path}: ensemble must be selected or all, got {members!r}")
     return Sweep(
         name=settings.get("name", path.stem),
         trials=tuple(trials),
         seeds=sweep_seeds,
         deterministic=bool(settings.get("deterministic", False)),
         parallel=settings.get("parallel"),
+        ensemble=members,
     )
 
 
@@ -325,10 +333,14 @@ def _fit(tune, trainable, jobs: list[Job], by_key: dict, parallel: int, out: Pat
     return tuner.fit()
 
 
-def selected_models(sweep: Sweep, out: str | os.PathLike, results: dict) -> list[Path]:
-    """The model files of the trial chosen on validation accuracy, one per seed: members for an ensemble."""
-    chosen = next(trial for trial in sweep.trials if trial.name == results["best"])
-    return [Path(out) / "trials" / chosen.trial_id / f"seed-{seed}" / "model.safetensors" for seed in sweep.seeds]
+def ensemble_members(sweep: Sweep, out: str | os.PathLike, results: dict) -> list[Path]:
+    """The model files an ensemble of the sweep averages: the trial chosen on validation accuracy, one per seed,
+    or with `ensemble = "all"` every trial's."""
+    chosen = [trial for trial in sweep.trials if sweep.ensemble == "all" or trial.name == results["best"]]
+    return [
+        Path(out) / "trials" / trial.trial_id / f"seed-{seed}" / "model.safetensors"
+        for trial in chosen for seed in sweep.seeds
+    ]
 
 
 class SweepProgress:

@@ -97,8 +97,8 @@ Chosen on validation accuracy: `{best['trial']}`, {best['val_accuracy_mean']:.2%
 {best['test_accuracy_mean']:.2%} ± {best['test_accuracy_std']:.2%} on test, against the seed's
 {seed['test_accuracy_mean']:.2%}. Beyond 2 epochs, `digitlab train --preset default --recipe best --out runs/best`
 (augmentation, one-cycle AdamW, label smoothing, 60 epochs) trains one model for MNIST accuracy:
-{best_run_line()} `digitlab lab best-ensemble --ensemble runs/best-ensemble.safetensors` averages two
-such models.
+{best_run_line()} `digitlab lab best-ensemble --ensemble runs/best-ensemble.safetensors` averages three
+models built differently (this one, one with 5x5 convolutions, one with three blocks), which miss different digits.
 
 ## 2. Find a simpler network that does as well
 

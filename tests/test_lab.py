@@ -13,8 +13,9 @@ import pytest
 
 from conftest import CLI, CLI_TIMEOUT_S
 from digitlab.errors import UsageError
-from digitlab.lab import available_cores, builtin_sweeps, load_sweep, run_sweep
+from digitlab.lab import available_cores, builtin_sweeps, ensemble_members, load_sweep, run_sweep
 from digitlab.lab_report import DETERMINISTIC_COLUMNS, pareto_front
+from digitlab.modelfile import load_model
 
 # Small enough to train in seconds: one epoch on 1,500 digits, 300 of them held out for validation.
 QUICK = 'recipe_settings = { epochs = 1, train_limit = 1500, validation_size = 300 }'
@@ -87,6 +88,7 @@ def test_a_trial_id_follows_its_settings(tmp_path):
         ("[space]\n'spec.kernel' = [3]\n", "unknown ModelSpec keys ['kernel']"),
         ("[sweep]\nsearch = 'bayes'\n", "search must be grid or random"),
         ("[base]\npreset = 'huge'\n", "unknown preset 'huge'"),
+        ("[sweep]\nensemble = 'best'\n", "ensemble must be selected or all"),
     ],
 )
 def test_bad_sweeps_are_refused_with_the_reason(tmp_path, body, message):
@@ -101,6 +103,17 @@ def test_builtin_sweeps_load():
     exercises = load_sweep("exercises")
     assert [trial.name for trial in exercises.trials] == ["seed", "tiny", "wide", "default"]
     assert all(trial.recipe.epochs == 2 for trial in exercises.trials)
+
+
+def test_an_ensemble_averages_the_selected_trials_seeds_or_every_trials_models(tmp_path):
+    body = '[sweep]\nseeds = [0, 1]\n[[trials]]\nname = "a"\n[[trials]]\nname = "b"\nspec = { dropout = 0.2 }\n'
+    selected = load_sweep(write_sweep(tmp_path, body))
+    every = load_sweep(write_sweep(tmp_path, body.replace("[sweep]", '[sweep]\nensemble = "all"')))
+    a, b = (trial.trial_id for trial in selected.trials)
+    files = [tmp_path / "trials" / trial / f"seed-{seed}" / "model.safetensors" for trial in (a, b) for seed in (0, 1)]
+    assert ensemble_members(selected, tmp_path, {"best": "b"}) == files[2:]
+    assert ensemble_members(every, tmp_path, {"best": "b"}) == files
+    assert load_sweep("best-ensemble").ensemble == "all"
 
 
 def test_pareto_front_keeps_only_undominated_trials():
@@ -196,3 +209,27 @@ def test_cli_names_an_unknown_sweep_in_one_line(cli):
     assert result.returncode == 1
     assert result.stderr.startswith("digitlab: unknown sweep 'nosuch'; give a .toml file or one of:")
     assert "exercises" in result.stderr
+
+
+def test_cli_lab_ensemble_of_every_trial_is_a_model_file_that_reads_digits(cli, tmp_path):
+    write_sweep(tmp_path, f"""
+[sweep]
+seeds = [0]
+ensemble = "all"
+[base]
+preset = "tiny"
+recipe = "tiny"
+{QUICK}
+[space]
+"spec.kernel_size" = [3, 5]
+""")
+    result = cli("lab", "sweep.toml", "--out", "out", "--ensemble", "e.safetensors", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["ensemble"]
+    # One epoch on 1,200 digits reads little; what matters here is that both trials' models are the members.
+    assert [Path(path).parts[2] for path in report["member_files"]] == [
+        trial["id"] for trial in json.loads(result.stdout)["trials"]
+    ]
+    assert len(load_model(tmp_path / "e.safetensors").network.specs) == 2
+    predicted = cli("predict", "--model", "e.safetensors", Path(__file__).parents[1] / "examples" / "seed" / "3.png")
+    assert predicted.returncode == 0, predicted.stderr
