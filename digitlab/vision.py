@@ -434,13 +434,16 @@ def _find_sheet(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | No
         return None
     paper = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
     sheet = ndimage.binary_fill_holes(paper)
+    gradient = np.hypot(*np.gradient(coarse))
     # Paper and surroundings apart, not one page's paper shading from its lit part to its dark one.
     if not sheet.all() and np.percentile(coarse[~sheet], 95) < np.percentile(coarse[paper], 5):
-        found = _as_sheet(coarse, sheet, closed_by_edges=False)
+        found = _as_sheet(coarse, gradient, sheet)
         if found is not None:
             return found
+    # How far each pixel lies under a grey closing: thin dark strokes stand out, the desk's grain and shade do not.
+    strokes = ndimage.grey_closing(coarse, size=(SHEET_STROKE, SHEET_STROKE)) - coarse
     for sheet in _closed_by_edges(coarse, light):
-        found = _as_sheet(coarse, sheet, closed_by_edges=True)
+        found = _as_sheet(coarse, gradient, sheet, strokes)
         if found is not None:
             return found
     return None
@@ -460,9 +463,10 @@ def _closed_by_edges(coarse: np.ndarray, light: np.ndarray) -> Iterator[np.ndarr
 
 
 def _as_sheet(
-    coarse: np.ndarray, sheet: np.ndarray, closed_by_edges: bool
+    coarse: np.ndarray, gradient: np.ndarray, sheet: np.ndarray, strokes: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """The sheet, its paper and its tilt, if the region `sheet` passes for a sheet lying on a desk."""
+    """The sheet, its paper and its tilt, if the region `sheet` passes for a sheet lying on a desk. `gradient` is
+    the photo's; `strokes` (each pixel's depth under a grey closing) is given for a region its edges close round."""
     area = np.count_nonzero(sheet)
     border = _border_pixels(sheet)
     if not SHEET_AREA[0] * sheet.size <= area <= SHEET_AREA[1] * sheet.size or border.mean() > SHEET_BORDER:
@@ -474,7 +478,7 @@ def _as_sheet(
         return None
     # The sheet's edge is a step all round, not light falling off across a page (vignetting, a soft shadow).
     edge = sheet ^ ndimage.binary_erosion(sheet, border_value=1)
-    if np.percentile(np.hypot(*np.gradient(coarse))[edge], 25) < SHEET_EDGE * step:
+    if np.percentile(gradient[edge], 25) < SHEET_EDGE * step:
         return None
     marks = sheet & (coarse < level - step / 2)
     if not SHEET_INK[0] * area <= np.count_nonzero(marks) <= SHEET_INK[1] * area:
@@ -484,9 +488,8 @@ def _as_sheet(
     # Marks outside too: the "sheet" is the lit part of a page, and the digit may lie outside it. Outside a
     # region found by its light, any dark counts, shade included; outside one its edges close round, only
     # thin strokes on their own ground (not the desk's grain, nor the shadow along the sheet's edge).
-    if closed_by_edges:
-        strokes = ndimage.grey_closing(coarse, size=(SHEET_STROKE, SHEET_STROKE)) - coarse > step / 2
-        dark = strokes & ~ndimage.binary_dilation(sheet, SQUARE, iterations=SHEET_STROKE // 2)
+    if strokes is not None:
+        dark = (strokes > step / 2) & ~ndimage.binary_dilation(sheet, SQUARE, iterations=SHEET_STROKE // 2)
     else:
         dark = ~sheet & (coarse < np.median(surroundings) - step / 2)
     if np.count_nonzero(dark) > SHEET_OUTSIDE_MARKS * surroundings.size:
