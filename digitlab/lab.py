@@ -27,10 +27,14 @@ from .model import ModelSpec, multiply_adds
 from .specfile import load_recipe, load_spec, parse_recipe, parse_spec, read_toml
 from .train import Recipe
 
-SWEEP_KEYS = {"name", "seeds", "search", "samples", "random_seed", "deterministic", "parallel", "ensemble"}
+SWEEP_KEYS = {"name", "seeds", "search", "samples", "random_seed", "deterministic", "parallel", "ensemble", "order"}
 # What `digitlab lab --ensemble` averages: the selected trial's model of each seed, or every trial's models
 # (members built differently, which miss different digits).
 ENSEMBLE_MEMBERS = ("selected", "all")
+# The order trials start in: costliest first (multiply-adds times epochs), so a sweep does not end with one long
+# trial running alone, or as the file lists them, for a sweep whose author knows better (one whose last trial
+# should be the one that gains most from the cores the others leave).
+TRIAL_ORDERS = ("costliest", "listed")
 POINT_KEYS = {"name", "preset", "recipe", "spec", "recipe_settings"}
 
 
@@ -54,6 +58,7 @@ class Sweep:
     # Trials at once; None: one per core. A sweep of big models sets 1 so each trains on every core.
     parallel: int | None = None
     ensemble: str = "selected"
+    order: str = "costliest"
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ def load_sweep(name_or_path: str | os.PathLike, seeds: tuple[int, ...] | None = 
     members = settings.get("ensemble", "selected")
     if members not in ENSEMBLE_MEMBERS:
         raise UsageError(f"{path}: ensemble must be selected or all, got {members!r}")
+    order = settings.get("order", "costliest")
+    if order not in TRIAL_ORDERS:
+        raise UsageError(f"{path}: order must be costliest or listed, got {order!r}")
     return Sweep(
         name=settings.get("name", path.stem),
         trials=tuple(trials),
@@ -118,6 +126,7 @@ def load_sweep(name_or_path: str | os.PathLike, seeds: tuple[int, ...] | None = 
         deterministic=bool(settings.get("deterministic", False)),
         parallel=settings.get("parallel"),
         ensemble=members,
+        order=order,
     )
 
 
@@ -250,6 +259,8 @@ def run_sweep(
     jobs = plan_jobs(sweep, out, parallel, str(data_dir) if data_dir else None)
     (out / "sweep.json").write_text(json.dumps(_describe(sweep, parallel), indent=2) + "\n")
     missing = [job for job in jobs if not job.done]
+    if sweep.order == "costliest":
+        missing.sort(key=lambda job: -multiply_adds(job.trial.spec) * job.trial.recipe.epochs)
     with SweepProgress(len(jobs), len(jobs) - len(missing), enabled=show_progress) as progress:
         if use_ray:
             _run_on_ray(missing, parallel, ray_address, out, progress)
@@ -276,8 +287,7 @@ def _run_locally(jobs: list[Job], parallel: int, progress: SweepProgress) -> Non
     context = get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
         running = manager.Value("i", 0)
-        # Costliest first, so the sweep does not end with one long trial running alone.
-        queued = sorted(jobs, key=lambda job: -multiply_adds(job.trial.spec) * job.trial.recipe.epochs)
+        queued = list(jobs)
         pending = set()
         while queued or pending:
             while queued and len(pending) < parallel:

@@ -89,6 +89,7 @@ def test_a_trial_id_follows_its_settings(tmp_path):
         ("[sweep]\nsearch = 'bayes'\n", "search must be grid or random"),
         ("[base]\npreset = 'huge'\n", "unknown preset 'huge'"),
         ("[sweep]\nensemble = 'best'\n", "ensemble must be selected or all"),
+        ("[sweep]\norder = 'cheapest'\n", "order must be costliest or listed"),
     ],
 )
 def test_bad_sweeps_are_refused_with_the_reason(tmp_path, body, message):
@@ -148,6 +149,29 @@ recipe = "tiny"
     for folder in ("local", "ray"):
         written = {path.name for path in (tmp_path / folder).iterdir()}
         assert {"results.json", "results.csv", "report.html", "accuracy_vs_parameters.png", "trials"} <= written
+
+
+@pytest.mark.parametrize("order, first", [("costliest", "seed"), ("listed", "tiny")])
+def test_trials_start_costliest_first_or_as_listed(tmp_path, order, first):
+    sweep = load_sweep(write_sweep(tmp_path, f"""
+[sweep]
+seeds = [0]
+parallel = 1
+order = "{order}"
+[base]
+recipe = "tiny"
+{QUICK}
+[[trials]]
+name = "tiny"
+preset = "tiny"
+[[trials]]
+name = "seed"
+preset = "seed"
+"""))
+    run_sweep(sweep, tmp_path / "out")
+    finished = {trial.name: (tmp_path / "out" / "trials" / trial.trial_id / "seed-0" / "metrics.json").stat().st_mtime_ns
+                for trial in sweep.trials}
+    assert min(finished, key=finished.get) == first
 
 
 @pytest.mark.skipif(available_cores() < 2, reason="one core leaves nothing to share")
