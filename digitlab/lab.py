@@ -15,11 +15,13 @@ import json
 import os
 import random
 import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import resources
 from multiprocessing import get_context
-from multiprocessing.managers import ValueProxy
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 from .errors import UsageError
@@ -35,6 +37,8 @@ ENSEMBLE_MEMBERS = ("selected", "all")
 # trial running alone, or as the file lists them, for a sweep whose author knows better (one whose last trial
 # should be the one that gains most from the cores the others leave).
 TRIAL_ORDERS = ("costliest", "listed")
+# How often a trial process looks whether the sweep that started it is still there.
+PARENT_CHECK_S = 1.0
 POINT_KEYS = {"name", "preset", "recipe", "spec", "recipe_settings"}
 
 
@@ -206,9 +210,13 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_job(job: Job, running: ValueProxy | None = None) -> dict:
+# In a local sweep's trial process: how many trials run side by side, shared with the sweep (`_trial_process`).
+_running_trials: Synchronized | None = None
+
+
+def run_job(job: Job) -> dict:
     """Train one trial and seed in this process: resume a half-finished run, start a missing one afresh.
-    Given the count of trials `running` side by side, each epoch takes the cores the others leave: a trial
+    In a local sweep, given the count of trials running side by side, each epoch takes the cores the others leave: a trial
     left alone at the end of a sweep trains on all of them (a default-preset trial 1.75x faster on both cores
     than on one). A deterministic sweep keeps its planned threads, since the thread count changes the order
     of the sums and which trial ends first is chance."""
@@ -219,7 +227,7 @@ def run_job(job: Job, running: ValueProxy | None = None) -> dict:
     torch.set_num_threads(job.threads)
 
     def share_cores() -> None:
-        torch.set_num_threads(max(job.threads, available_cores() // max(1, running.value)))
+        torch.set_num_threads(max(job.threads, available_cores() // max(1, _running_trials.value)))
 
     resume = (job.run_dir / "checkpoint.safetensors").is_file()
     result = train(
@@ -232,7 +240,7 @@ def run_job(job: Job, running: ValueProxy | None = None) -> dict:
         resume=resume,
         overwrite=not resume,
         data_dir=job.data_dir,
-        before_epoch=share_cores if running is not None and not job.deterministic else None,
+        before_epoch=share_cores if _running_trials is not None and not job.deterministic else None,
     )
     return result.metrics
 
@@ -285,20 +293,38 @@ def _describe(sweep: Sweep, parallel: int) -> dict:
 def _run_locally(jobs: list[Job], parallel: int, progress: SweepProgress) -> None:
     # spawn, not fork: each trial gets a fresh interpreter whose torch thread pool it sizes itself.
     context = get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
-        running = manager.Value("i", 0)
+    running = context.Value("i", 0)
+    with ProcessPoolExecutor(
+        max_workers=parallel, mp_context=context, initializer=_trial_process, initargs=(os.getpid(), running)
+    ) as pool:
         queued = list(jobs)
         pending = set()
         while queued or pending:
             while queued and len(pending) < parallel:
                 running.value = len(pending) + 1
-                pending.add(pool.submit(run_job, queued.pop(0), running))
+                pending.add(pool.submit(run_job, queued.pop(0)))
             progress.update(running=len(pending))
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             running.value = len(pending)
             for future in finished:
                 future.result()  # a failed trial stops the sweep with its own error; finished ones are kept
                 progress.finish_one()
+
+
+def _trial_process(parent: int, running: Synchronized) -> None:
+    """Set up a local sweep's trial process: the count of trials running, and an end as soon as the sweep that
+    started it is gone. A sweep killed alone (SIGTERM or SIGKILL reach only its own process) otherwise left its
+    trials training on unseen, racing a restarted sweep for the same run folders. Checkpoints are written
+    atomically, so ending at any moment loses at most the epoch under way."""
+    global _running_trials
+    _running_trials = running
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _run_on_ray(jobs: list[Job], parallel: int, address: str | None, out: Path, progress: SweepProgress) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import CLI, CLI_TIMEOUT_S
 from digitlab.errors import UsageError
-from digitlab.lab import available_cores, builtin_sweeps, ensemble_members, load_sweep, run_sweep
+from digitlab.lab import PARENT_CHECK_S, available_cores, builtin_sweeps, ensemble_members, load_sweep, run_sweep
 from digitlab.lab_report import DETERMINISTIC_COLUMNS, pareto_front
 from digitlab.modelfile import load_model
 
@@ -226,6 +227,58 @@ recipe = "tiny"
     assert results["complete"] and len(results["trials"]) == 3
     for metrics, (mtime, text) in kept.items():
         assert (metrics.stat().st_mtime_ns, metrics.read_text()) == (mtime, text)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+@pytest.mark.fault("crashes")
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the trial processes in Linux's /proc")
+def test_trials_end_when_the_sweep_alone_is_killed(tmp_path):
+    # Long enough (50 epochs) that a trial left running would still be training when the test looks.
+    path = write_sweep(tmp_path, """
+[sweep]
+seeds = [0]
+parallel = 1
+[base]
+preset = "tiny"
+recipe = "tiny"
+recipe_settings = { epochs = 50, train_limit = 1500, validation_size = 300 }
+""")
+    out = tmp_path / "out"
+    sweep = subprocess.Popen([str(CLI), "lab", str(path), "--out", str(out)], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + CLI_TIMEOUT_S
+        while not list(out.glob("trials/*/seed-0/checkpoint.safetensors")) and time.monotonic() < deadline:
+            assert sweep.poll() is None, "the sweep ended before its trial saved a checkpoint"
+            time.sleep(0.2)  # polling interval only; the test waits on the file itself
+        trials = [pid for pid in _children(sweep.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert trials, "no trial process found"
+        sweep.kill()  # the sweep's own process only, as `kill -9 PID` does
+        sweep.wait()
+        deadline = time.monotonic() + 10 * PARENT_CHECK_S + 5
+        while any(map(_alive, trials)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_alive, trials)), "a trial kept training after its sweep was killed"
+        assert not list(out.glob("trials/*/seed-0/metrics.json"))
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever of the sweep is still there
+            os.killpg(sweep.pid, signal.SIGKILL)
 
 
 def test_cli_names_an_unknown_sweep_in_one_line(cli):
