@@ -216,10 +216,10 @@ _running_trials: Synchronized | None = None
 
 def run_job(job: Job) -> dict:
     """Train one trial and seed in this process: resume a half-finished run, start a missing one afresh.
-    In a local sweep, given the count of trials running side by side, each epoch takes the cores the others leave: a trial
-    left alone at the end of a sweep trains on all of them (a default-preset trial 1.75x faster on both cores
-    than on one). A deterministic sweep keeps its planned threads, since the thread count changes the order
-    of the sums and which trial ends first is chance."""
+    In a local sweep, each epoch takes the cores the trials running beside it leave: a trial left alone at the
+    end of a sweep trains on all of them (a default-preset trial 1.75x faster on both cores than on one). A
+    deterministic sweep keeps its planned threads, since the thread count changes the order of the sums and
+    which trial ends first is chance."""
     import torch
 
     from .train import train

@@ -170,7 +170,8 @@ name = "seed"
 preset = "seed"
 """))
     run_sweep(sweep, tmp_path / "out")
-    finished = {trial.name: (tmp_path / "out" / "trials" / trial.trial_id / "seed-0" / "metrics.json").stat().st_mtime_ns
+    runs = tmp_path / "out" / "trials"
+    finished = {trial.name: (runs / trial.trial_id / "seed-0" / "metrics.json").stat().st_mtime_ns
                 for trial in sweep.trials}
     assert min(finished, key=finished.get) == first
 
