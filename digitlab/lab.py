@@ -117,21 +117,23 @@ def load_sweep(name_or_path: str | os.PathLike, seeds: tuple[int, ...] | None = 
     sweep_seeds = tuple(seeds if seeds is not None else settings.get("seeds", [0]))
     if not sweep_seeds:
         raise UsageError(f"{path}: seeds is empty; give at least one seed")
-    members = settings.get("ensemble", "selected")
-    if members not in ENSEMBLE_MEMBERS:
-        raise UsageError(f"{path}: ensemble must be selected or all, got {members!r}")
-    order = settings.get("order", "costliest")
-    if order not in TRIAL_ORDERS:
-        raise UsageError(f"{path}: order must be costliest or listed, got {order!r}")
     return Sweep(
         name=settings.get("name", path.stem),
         trials=tuple(trials),
         seeds=sweep_seeds,
         deterministic=bool(settings.get("deterministic", False)),
         parallel=settings.get("parallel"),
-        ensemble=members,
-        order=order,
+        ensemble=_one_of(path, settings, "ensemble", ENSEMBLE_MEMBERS),
+        order=_one_of(path, settings, "order", TRIAL_ORDERS),
     )
+
+
+def _one_of(path: Path, settings: dict, key: str, choices: tuple[str, ...]) -> str:
+    """The [sweep] setting `key`, which must be one of `choices` (the first when the file leaves it out)."""
+    value = settings.get(key, choices[0])
+    if value not in choices:
+        raise UsageError(f"{path}: {key} must be {' or '.join(choices)}, got {value!r}")
+    return value
 
 
 def _check_keys(path: Path, table: str, values: dict, known: set[str]) -> None:
