@@ -106,6 +106,10 @@ SHEET_EDGE = 0.12
 SHEET_RECTANGLE = 0.85
 SHEET_INK, SHEET_MARKS, SHEET_OUTSIDE_MARKS, SHEET_STROKE = (0.002, 0.3), 0.12, 0.02, 5
 SHEET_CLOSED, SHEET_SMOOTHING = 0.15, 0.7
+# A sheet found as light ink is paper twice SHEET_PAPER of its length wide somewhere, wider than a bold light
+# digit's strokes; the writing (its holes) is narrower than SHEET_STROKES of that, unlike a bold digit's counters,
+# and reaches SHEET_WRITING of the sheet's side, unlike specks and grain.
+SHEET_PAPER, SHEET_STROKES, SHEET_WRITING = 0.15, 0.6, 0.2
 # A sheet tilted by this many degrees or more is turned upright.
 SHEET_TURN = 2
 SQUARE = np.ones((3, 3), dtype=bool)
@@ -273,6 +277,21 @@ def find_ink(gray: np.ndarray) -> InkMap:
     if sheet is not None:
         image, turn = sheet
         stages.append(("sheet alone" + (", upright" if turn else ""), image))
+    contrast, mask = _ink_on_paper(image, stages)
+    if sheet is None:
+        # No sheet stood out from the desk by its light, yet the light ink found is one: a sheet whose light
+        # falls off across the desk, found once the background is flattened, with the writing as its holes.
+        sheet = _sheet_in_mask(image, mask)
+        if sheet is not None:
+            image, turn = sheet
+            stages.append(("sheet alone" + (", upright" if turn else ""), image))
+            contrast, mask = _ink_on_paper(image, stages)
+    return InkMap(contrast, mask, scale, tuple(stages), turn)
+
+
+def _ink_on_paper(image: np.ndarray, stages: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The ink's contrast and its cleaned mask in a photo or scan of paper: the polarity chosen, the light
+    flattened and cut, frames and lines taken away; each step's image is appended to `stages`."""
     lean = _ink_lean(image)
     if lean < 0:
         image = 255 - image
@@ -313,7 +332,7 @@ def find_ink(gray: np.ndarray) -> InkMap:
     if kept is not mask:
         mask = kept
         stages.append(("stray bits dropped", mask))
-    return InkMap(contrast, mask, scale, tuple(stages), turn)
+    return contrast, mask
 
 
 def mnist_style_crop(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -404,9 +423,14 @@ def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
     scale = SHEET_SIDE / max(image.shape)
     coarse = _resize(image, scale) if scale < 1 else image
     found = _find_sheet(coarse)
-    if found is None:
-        return None
-    inside, paper, tilt = found
+    return None if found is None else _paint_round_sheet(image, coarse, *found)
+
+
+def _paint_round_sheet(
+    image: np.ndarray, coarse: np.ndarray, inside: np.ndarray, paper: np.ndarray, tilt: float
+) -> tuple[np.ndarray, float]:
+    """The photo with everything outside the sheet (`inside`, on the coarse copy) painted in its paper's grey
+    and turned upright when it is tilted by SHEET_TURN degrees or more, and the degrees it was turned."""
     # Round the sheet, each place takes the grey of the nearest paper of it, so light falling off across the
     # sheet carries on past its edge instead of ending in a step that would pass for ink.
     nearest = ndimage.distance_transform_edt(~paper, return_indices=True)[1]
@@ -421,6 +445,45 @@ def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
         tilt, Image.Resampling.BILINEAR, fillcolor=float(np.median(paint))
     )
     return np.asarray(upright), tilt
+
+
+def _sheet_in_mask(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """As `_sheet_alone`, for a sheet that the ink found in `image` makes out: its largest piece is light paper
+    with the writing as its holes (more paper than a stroke is wide, four-cornered), not a digit. None otherwise."""
+    if min(image.shape) < LINED_PAGE_SIDE or not mask.any():
+        return None
+    piece = _largest_piece(mask)
+    sheet = ndimage.binary_fill_holes(piece)
+    holes = sheet & ~mask
+    area = np.count_nonzero(sheet)
+    if not SHEET_AREA[0] * sheet.size <= area <= SHEET_AREA[1] * sheet.size:
+        return None
+    if not SHEET_INK[0] * area <= np.count_nonzero(holes) <= SHEET_INK[1] * area:
+        return None
+    rows, columns = ink_spans(piece)
+    paper_width = float(ndimage.distance_transform_edt(piece).max())
+    if paper_width < SHEET_PAPER * max(rows[-1] - rows[0] + 1, columns[-1] - columns[0] + 1):
+        return None  # light strokes (a bold light digit), not paper round writing
+    if ndimage.distance_transform_edt(holes).max() > SHEET_STROKES * paper_width:
+        return None  # the counters of a bold light digit, not writing on paper
+    writing = [max(down.stop - down.start, across.stop - across.start) for down, across
+               in ndimage.find_objects(ndimage.label(holes, structure=SQUARE)[0])]
+    if max(writing) < SHEET_WRITING * np.sqrt(area):
+        return None  # only specks and grain: a light thing with a texture, nothing written on it
+    scale = SHEET_SIDE / max(image.shape)
+    coarse = _resize(image, scale) if scale < 1 else image
+    # Opened, so bits of the desk's pattern joined to the sheet's edge do not pass for its corners.
+    coarse_sheet = _resize(sheet.astype(np.float32), scale) > 0.5 if scale < 1 else sheet
+    coarse_sheet = ndimage.binary_opening(coarse_sheet, SQUARE)
+    if not coarse_sheet.any():
+        return None
+    rectangle_area, tilt = _bounding_rectangle(np.argwhere(coarse_sheet), coarse_sheet.shape)
+    if np.count_nonzero(coarse_sheet) < SHEET_RECTANGLE * rectangle_area:
+        return None
+    inside = ndimage.binary_erosion(coarse_sheet, SQUARE)
+    coarse_holes = _resize(holes.astype(np.float32), scale) > 0 if scale < 1 else holes
+    paper = inside & ~coarse_holes
+    return _paint_round_sheet(image, coarse, inside, paper, tilt) if paper.any() else None
 
 
 def _find_sheet(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
