@@ -47,6 +47,9 @@ class Recipe:
     augment: bool = False
     # With augment: the share of digits whose strokes get gaps (faint pencil, a skipping pen, uneven light).
     stroke_gaps: float = 0.0
+    # With augment: the share of the epochs, at the end, that train on the digits as they are, like the test
+    # digits, with the learning rate falling to zero.
+    plain_finish: float = 0.0
     # Digits rendered in printed and handwriting fonts (digitlab.printed) added to the training digits.
     printed_digits: int = 0
     # Weight of the outlier-exposure loss on non-digits mixed into each batch (0: none). It teaches the
@@ -74,6 +77,10 @@ class Recipe:
             raise UsageError(f"unknown validation {self.validation!r}; choose test or holdout")
         if self.train_limit is not None and self.train_limit < 1:
             raise UsageError(f"train_limit must be at least 1, got {self.train_limit}")
+        if not 0.0 <= self.plain_finish < 1.0:
+            raise UsageError(f"plain_finish must be a share in [0, 1), got {self.plain_finish}")
+        if self.plain_finish and not self.augment:
+            raise UsageError("plain_finish ends augmentation early; set augment = true as well, or plain_finish = 0")
         if self.printed_digits < 0:
             raise UsageError(f"printed_digits must be 0 or more, got {self.printed_digits}")
         if self.printed_digits and self.dataset != "mnist":
@@ -190,18 +197,26 @@ def uniform_target_loss(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits, dim=1).mean()
 
 
+def augments_epoch(recipe: Recipe, epoch: int) -> bool:
+    """Whether epoch `epoch` (from 1) is augmented: all of them with augment, but the recipe's plain finish."""
+    return recipe.augment and epoch <= recipe.epochs - round(recipe.plain_finish * recipe.epochs)
+
+
 def training_inputs(
-    digits: torch.Tensor, outliers: torch.Tensor | None, recipe: Recipe, generator: torch.Generator
+    digits: torch.Tensor, outliers: torch.Tensor | None, recipe: Recipe, generator: torch.Generator,
+    augmented: bool | None = None,
 ) -> torch.Tensor:
     """A batch for the network: the digits (uint8), then a random draw of outliers (one per OUTLIER_SHARE
     digits) when there are any, all distorted alike when the recipe augments. Outliers left clean while the
     digits are distorted would teach "distorted means a digit": seeds 0 and 1 of the default recipe rejected
-    75-84% of the benchmark's not-digits so, 93-94% with the outliers distorted too."""
+    75-84% of the benchmark's not-digits so, 93-94% with the outliers distorted too. `augmented` overrides
+    the recipe's augment (for its plain finish)."""
     inputs = to_model_input(digits)
     if outliers is not None:
         pick = torch.randint(len(outliers), (len(digits) // OUTLIER_SHARE,), generator=generator)
         inputs = torch.cat([inputs, to_model_input(outliers[pick.to(outliers.device)])])
-    return augment(inputs, generator, recipe.stroke_gaps) if recipe.augment else inputs
+    augmented = recipe.augment if augmented is None else augmented
+    return augment(inputs, generator, recipe.stroke_gaps) if augmented else inputs
 
 
 def train(
@@ -288,11 +303,12 @@ def train(
                 network.train()
                 progress.start_epoch(epoch)
                 order = torch.randperm(len(images), generator=shuffle_rng).to(target)
+                augmented = augments_epoch(recipe, epoch)
                 loss_sum, correct, seen = 0.0, 0, 0
                 for step, start in enumerate(range(0, len(images), recipe.batch_size)):
                     batch_index = order[start : start + recipe.batch_size]
                     targets = labels[batch_index]
-                    inputs = training_inputs(images[batch_index], outliers, recipe, shuffle_rng)
+                    inputs = training_inputs(images[batch_index], outliers, recipe, shuffle_rng, augmented)
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate_at(recipe, (epoch - 1) * steps_per_epoch + step, total_steps)
                     with torch.autocast(target.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):

@@ -18,7 +18,9 @@ from digitlab.model import batched_logits
 from digitlab.modelfile import load_model
 from digitlab.model import to_model_input
 from digitlab.outliers import outlier_images
-from digitlab.train import RECIPES, Recipe, learning_rate_at, resolve_precision, train, training_inputs
+from digitlab.train import (
+    RECIPES, Recipe, augments_epoch, learning_rate_at, resolve_precision, train, training_inputs,
+)
 
 DIGITLAB = str(Path(sys.executable).parent / "digitlab")
 # Small enough to be quick, large enough that the second epoch outlasts a poll of the first checkpoint.
@@ -189,6 +191,20 @@ def test_stroke_gaps_without_augmentation_is_refused_rather_than_ignored():
         Recipe(stroke_gaps=0.25)
     with pytest.raises(UsageError, match="between 0 and 1"):
         Recipe(augment=True, stroke_gaps=1.5)
+
+
+def test_a_plain_finish_trains_the_last_epochs_on_the_digits_as_they_are(mnist_test):
+    recipe = Recipe(epochs=20, augment=True, plain_finish=0.1)
+    assert [augments_epoch(recipe, epoch) for epoch in range(1, 21)] == [True] * 18 + [False] * 2
+    assert all(augments_epoch(Recipe(epochs=20, augment=True), epoch) for epoch in range(1, 21))
+    digits = torch.from_numpy(mnist_test[0][:64])
+    plain = training_inputs(digits, None, recipe, torch.Generator().manual_seed(0), augments_epoch(recipe, 20))
+    assert torch.equal(plain, to_model_input(digits))
+    assert not torch.equal(training_inputs(digits, None, recipe, torch.Generator().manual_seed(0)), plain)
+    with pytest.raises(UsageError, match="augment"):
+        Recipe(plain_finish=0.1)
+    with pytest.raises(UsageError, match=r"\[0, 1\)"):
+        Recipe(augment=True, plain_finish=1.0)
 
 
 def test_outliers_join_each_batch_and_are_distorted_like_the_digits(mnist_test):
