@@ -274,18 +274,15 @@ def find_ink(gray: np.ndarray) -> InkMap:
         return InkMap(ink, mask, scale, tuple(stages))
     turn = 0.0
     sheet = _sheet_alone(image)
+    if sheet is None:
+        # No sheet stood out from the desk by its light, yet the light ink found may be one: a sheet whose light
+        # falls off across the desk, found once the background is flattened, with the writing as its holes.
+        contrast, mask = _ink_on_paper(image, stages)
+        sheet = _sheet_in_mask(image, mask)
     if sheet is not None:
         image, turn = sheet
         stages.append(("sheet alone" + (", upright" if turn else ""), image))
-    contrast, mask = _ink_on_paper(image, stages)
-    if sheet is None:
-        # No sheet stood out from the desk by its light, yet the light ink found is one: a sheet whose light
-        # falls off across the desk, found once the background is flattened, with the writing as its holes.
-        sheet = _sheet_in_mask(image, mask)
-        if sheet is not None:
-            image, turn = sheet
-            stages.append(("sheet alone" + (", upright" if turn else ""), image))
-            contrast, mask = _ink_on_paper(image, stages)
+        contrast, mask = _ink_on_paper(image, stages)
     return InkMap(contrast, mask, scale, tuple(stages), turn)
 
 
@@ -420,8 +417,7 @@ def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
     digit stands as it was written."""
     if min(image.shape) < LINED_PAGE_SIDE:
         return None
-    scale = SHEET_SIDE / max(image.shape)
-    coarse = _resize(image, scale) if scale < 1 else image
+    coarse, _ = _coarse_copy(image)
     found = _find_sheet(coarse)
     return None if found is None else _paint_round_sheet(image, coarse, *found)
 
@@ -449,41 +445,58 @@ def _paint_round_sheet(
 
 def _sheet_in_mask(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float] | None:
     """As `_sheet_alone`, for a sheet that the ink found in `image` makes out: its largest piece is light paper
-    with the writing as its holes (more paper than a stroke is wide, four-cornered), not a digit. None otherwise."""
+    with the writing as its holes (more paper than a stroke is wide, four-cornered), not a digit. None otherwise.
+    Most photos show a digit, not such a sheet: they are told apart on the piece's box, so the cost stays small."""
     if min(image.shape) < LINED_PAGE_SIDE or not mask.any():
         return None
     piece = _largest_piece(mask)
-    sheet = ndimage.binary_fill_holes(piece)
-    holes = sheet & ~mask
-    area = np.count_nonzero(sheet)
-    if not SHEET_AREA[0] * sheet.size <= area <= SHEET_AREA[1] * sheet.size:
-        return None
-    if not SHEET_INK[0] * area <= np.count_nonzero(holes) <= SHEET_INK[1] * area:
-        return None
     rows, columns = ink_spans(piece)
-    paper_width = float(ndimage.distance_transform_edt(piece).max())
-    if paper_width < SHEET_PAPER * max(rows[-1] - rows[0] + 1, columns[-1] - columns[0] + 1):
+    height, width = rows[-1] - rows[0] + 1, columns[-1] - columns[0] + 1
+    if height * width < SHEET_AREA[0] * mask.size:
+        return None  # even filled, the piece would be too small for a sheet
+    window = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+    # Within the piece's box and a pixel of paper round it: its holes and distances are the same there.
+    piece_in_box = np.pad(piece[window], 1)
+    sheet_in_box = ndimage.binary_fill_holes(piece_in_box)
+    holes_in_box = sheet_in_box & ~np.pad(mask[window], 1)
+    area = np.count_nonzero(sheet_in_box)
+    if not SHEET_AREA[0] * mask.size <= area <= SHEET_AREA[1] * mask.size:
+        return None
+    if not SHEET_INK[0] * area <= np.count_nonzero(holes_in_box) <= SHEET_INK[1] * area:
+        return None
+    paper_width = float(ndimage.distance_transform_edt(piece_in_box).max())
+    if paper_width < SHEET_PAPER * max(height, width):
         return None  # light strokes (a bold light digit), not paper round writing
-    if ndimage.distance_transform_edt(holes).max() > SHEET_STROKES * paper_width:
+    if ndimage.distance_transform_edt(holes_in_box).max() > SHEET_STROKES * paper_width:
         return None  # the counters of a bold light digit, not writing on paper
     writing = [max(down.stop - down.start, across.stop - across.start) for down, across
-               in ndimage.find_objects(ndimage.label(holes, structure=SQUARE)[0])]
+               in ndimage.find_objects(ndimage.label(holes_in_box, structure=SQUARE)[0])]
     if max(writing) < SHEET_WRITING * np.sqrt(area):
         return None  # only specks and grain: a light thing with a texture, nothing written on it
-    scale = SHEET_SIDE / max(image.shape)
-    coarse = _resize(image, scale) if scale < 1 else image
+    sheet, holes = np.zeros_like(mask), np.zeros_like(mask)
+    sheet[window], holes[window] = sheet_in_box[1:-1, 1:-1], holes_in_box[1:-1, 1:-1]
+    coarse, scale = _coarse_copy(image)
     # Opened, so bits of the desk's pattern joined to the sheet's edge do not pass for its corners.
-    coarse_sheet = _resize(sheet.astype(np.float32), scale) > 0.5 if scale < 1 else sheet
-    coarse_sheet = ndimage.binary_opening(coarse_sheet, SQUARE)
+    coarse_sheet = ndimage.binary_opening(_coarse_mask(sheet, scale, 0.5), SQUARE)
     if not coarse_sheet.any():
         return None
     rectangle_area, tilt = _bounding_rectangle(np.argwhere(coarse_sheet), coarse_sheet.shape)
     if np.count_nonzero(coarse_sheet) < SHEET_RECTANGLE * rectangle_area:
         return None
     inside = ndimage.binary_erosion(coarse_sheet, SQUARE)
-    coarse_holes = _resize(holes.astype(np.float32), scale) > 0 if scale < 1 else holes
-    paper = inside & ~coarse_holes
+    paper = inside & ~_coarse_mask(holes, scale, 0.0)
     return _paint_round_sheet(image, coarse, inside, paper, tilt) if paper.any() else None
+
+
+def _coarse_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The copy SHEET_SIDE pixels across that a sheet is sought on (the image itself if smaller), and its scale."""
+    scale = SHEET_SIDE / max(image.shape)
+    return (_resize(image, scale) if scale < 1 else image), scale
+
+
+def _coarse_mask(mask: np.ndarray, scale: float, share: float) -> np.ndarray:
+    """A mask on the coarse copy: the coarse pixels more than `share` of which the mask covers."""
+    return _resize(mask.astype(np.float32), scale) > share if scale < 1 else mask
 
 
 def _find_sheet(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
