@@ -117,19 +117,22 @@ class _Piece:
 
 def _merge_broken(pieces: list[_Piece]) -> list[_Piece]:
     """Join each fragment (a piece much shorter than the tallest piece beside it: a 5's top bar, a broken
-    stroke) to the digit it overlaps most in x, or else the nearest one; a lone fragment far from any digit
-    is a speck of dirt and is dropped."""
+    stroke), largest first, to the piece it overlaps most in x, or else the nearest one; a lone fragment far
+    from any piece is a speck of dirt and is dropped. Fragments may join each other: the halves of a faint 4
+    that broke apart share their columns, and together stand as tall as a digit."""
     tallest = max(piece.height for piece in pieces)
-    digits = [piece for piece in pieces if piece.height >= FRAGMENT_HEIGHT * tallest]
-    fragments = [piece for piece in pieces if piece.height < FRAGMENT_HEIGHT * tallest]
-    for fragment in sorted(fragments, key=lambda piece: -piece.height):
-        nearest = min(
-            range(len(digits)),
-            key=lambda index: (-_overlap(fragment, digits[index]), box_gap(fragment.box, digits[index].box)),
-        )
-        if _overlap(fragment, digits[nearest]) > 0 or box_gap(fragment.box, digits[nearest].box) <= STRAY_GAP * tallest:
-            digits[nearest] = digits[nearest].joined(fragment)
-    return digits
+    pieces = list(pieces)
+    while True:
+        fragments = [piece for piece in pieces if piece.height < FRAGMENT_HEIGHT * tallest]
+        if not fragments:
+            return pieces
+        fragment = max(fragments, key=lambda piece: piece.height)
+        pieces.remove(fragment)
+        if not pieces:
+            return [fragment]
+        nearest = min(pieces, key=lambda piece: (-_overlap(fragment, piece), box_gap(fragment.box, piece.box)))
+        if _overlap(fragment, nearest) > 0 or box_gap(fragment.box, nearest.box) <= STRAY_GAP * tallest:
+            pieces[pieces.index(nearest)] = nearest.joined(fragment)
 
 
 def _overlap(a: _Piece, b: _Piece) -> int:

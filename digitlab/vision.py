@@ -923,22 +923,32 @@ def _long_runs(mask: np.ndarray, length: int) -> np.ndarray:
 
 def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
     """The mask without fragments (pieces under FRAGMENT_HEIGHT of the tallest piece) lying farther than
-    STRAY_GAP of its height from every taller piece: a corner of a frame, a shadow's tip or a smudge away from
-    the digit, which would shrink the digit in its crop. A digit's own broken strokes lie close to it."""
+    STRAY_GAP of its height from every taller piece and from every fragment kept: a corner of a frame, a
+    shadow's tip or a smudge away from the digit, which would shrink the digit in its crop. A digit's own
+    broken strokes lie close to it, or to each other (the stem of a faint 4 below its broken-off top)."""
     if max(mask.shape) < LINED_PAGE_SIDE:
         return mask  # a crop the size of a digit holds the digit, its breaks included
     labels, count = ndimage.label(mask, structure=SQUARE)
     if count < 2:
         return mask
-    boxes = ndimage.find_objects(labels)
-    heights = np.array([rows.stop - rows.start for rows, _ in boxes])
-    tallest = heights.max()
-    full = [box for box, height in zip(boxes, heights) if height >= FRAGMENT_HEIGHT * tallest]
-    stray = np.zeros(count + 1, dtype=bool)
-    for index, (box, height) in enumerate(zip(boxes, heights), start=1):
-        if height < FRAGMENT_HEIGHT * tallest:
-            stray[index] = min(box_gap(box, other) for other in full) > STRAY_GAP * tallest
-    return mask & ~stray[labels] if stray.any() else mask
+    boxes = np.array([(rows.start, rows.stop, columns.start, columns.stop) for rows, columns in ndimage.find_objects(labels)])
+    heights = boxes[:, 1] - boxes[:, 0]
+    reached = heights >= FRAGMENT_HEIGHT * heights.max()
+    # Outward from the taller pieces, a ring of fragments at a time, every gap of a ring at once.
+    ring = reached.copy()
+    while ring.any() and not reached.all():
+        near = (_box_gaps(boxes[ring], boxes) <= STRAY_GAP * heights.max()).any(axis=0) & ~reached
+        reached |= near
+        ring = near
+    return mask if reached.all() else mask & np.concatenate([[False], reached])[labels]
+
+
+def _box_gaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The gaps between each of the boxes `a` and each of `b` (rows of top, bottom, left, right; stops
+    exclusive), as `box_gap` measures them."""
+    down = np.maximum(0, np.maximum(a[:, None, 0], b[None, :, 0]) - np.minimum(a[:, None, 1], b[None, :, 1]))
+    across = np.maximum(0, np.maximum(a[:, None, 2], b[None, :, 2]) - np.minimum(a[:, None, 3], b[None, :, 3]))
+    return np.hypot(down, across)
 
 
 def box_gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> float:

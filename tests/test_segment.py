@@ -163,6 +163,20 @@ def test_a_broken_stroke_stays_one_digit(mnist_test, predictor):
     assert read(predictor, paper) == "17"
 
 
+@pytest.mark.parametrize("index", [6, 19])
+def test_a_digit_broken_in_pieces_each_short_of_a_digit_is_kept_and_read_whole(mnist_test, predictor, index):
+    # A 4 broken across its middle falls into pieces each under half the 1's height: its top lies near the 1, its
+    # stem beyond a stray fragment's reach of it, but close to the top. Both stay, and join as one digit.
+    images, labels = mnist_test
+    four = images[index].copy()
+    assert labels[index] == 4
+    rows = np.flatnonzero(four.max(axis=1) > 0)
+    middle = (rows[0] + rows[-1]) // 2
+    four[middle - 1 : middle + 2] = 0
+    paper, _ = number_on_paper([images[2], four], gap=8)
+    assert read(predictor, paper) == "14"
+
+
 @pytest.mark.parametrize("pair", [(0, 4), (2, 8)], ids=["74", "15"])
 def test_a_lighter_digit_beside_a_dark_one_keeps_its_faint_strokes(mnist_test, predictor, pair):
     # The second digit written lightly, its lower half lighter still: cut by the dark digit's strength, its
