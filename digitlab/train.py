@@ -129,11 +129,12 @@ RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(
         epochs=2, optimizer="adamw", learning_rate=1e-2, weight_decay=5e-4, schedule="onecycle", warmup_fraction=0.2
     ),
-    # For one model as accurate on MNIST as can be trained in half an hour (use with the default preset): the
+    # For one model as accurate on MNIST as can be trained in half an hour (with the best preset, its namesake): the
     # default recipe without the printed digits and outliers, which serve the real world and not MNIST's test
-    # set, for 60 epochs. Seed 0: 99.74% test in 22.8 minutes of training on 2 cores of a Xeon with AMX
-    # (21-23 s an epoch). On a 2-core AMD EPYC with AVX-512 BF16 an epoch takes about 27 s on both cores; seeds 0
-    # and 1 trained there side by side, a core each, both reached 99.71% in 51 minutes.
+    # set, for 60 epochs. The best preset, seed 0: 99.72% test in 14.7 minutes on 2 cores of an AMD EPYC with
+    # AVX-512 BF16 (99.76% after 40 epochs on one core). The default preset: 99.74% in 22.8 minutes of training on
+    # 2 cores of a Xeon with AMX (21-23 s an epoch; about 27 s on the EPYC); seeds 0 and 1 trained on the EPYC
+    # side by side, a core each, both reached 99.71% in 51 minutes.
     # Warps alone, without the ink distortions, gave 99.61% in 30 epochs; the deep preset 99.56%.
 }
 # Seconds to 99% (with the fast preset): one epoch of the tiny recipe at twice its peak rate. Seeds 0-4 gave
