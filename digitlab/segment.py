@@ -126,10 +126,9 @@ def _merge_broken(pieces: list[_Piece]) -> list[_Piece]:
         fragments = [piece for piece in pieces if piece.height < FRAGMENT_HEIGHT * tallest]
         if not fragments:
             return pieces
+        # The tallest piece is never a fragment, so others are always left to join.
         fragment = max(fragments, key=lambda piece: piece.height)
         pieces.remove(fragment)
-        if not pieces:
-            return [fragment]
         nearest = min(pieces, key=lambda piece: (-_overlap(fragment, piece), box_gap(fragment.box, piece.box)))
         if _overlap(fragment, nearest) > 0 or box_gap(fragment.box, nearest.box) <= STRAY_GAP * tallest:
             pieces[pieces.index(nearest)] = nearest.joined(fragment)

@@ -934,10 +934,11 @@ def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
     boxes = np.array([(rows.start, rows.stop, columns.start, columns.stop) for rows, columns in ndimage.find_objects(labels)])
     heights = boxes[:, 1] - boxes[:, 0]
     reached = heights >= FRAGMENT_HEIGHT * heights.max()
+    reach = STRAY_GAP * heights.max()
     # Outward from the taller pieces, a ring of fragments at a time, every gap of a ring at once.
     ring = reached.copy()
     while ring.any() and not reached.all():
-        near = (_box_gaps(boxes[ring], boxes) <= STRAY_GAP * heights.max()).any(axis=0) & ~reached
+        near = (_box_gaps(boxes[ring], boxes) <= reach).any(axis=0) & ~reached
         reached |= near
         ring = near
     return mask if reached.all() else mask & np.concatenate([[False], reached])[labels]
@@ -945,7 +946,7 @@ def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
 
 def _box_gaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The gaps between each of the boxes `a` and each of `b` (rows of top, bottom, left, right; stops
-    exclusive), as `box_gap` measures them."""
+    exclusive; 0 where they touch or overlap)."""
     down = np.maximum(0, np.maximum(a[:, None, 0], b[None, :, 0]) - np.minimum(a[:, None, 1], b[None, :, 1]))
     across = np.maximum(0, np.maximum(a[:, None, 2], b[None, :, 2]) - np.minimum(a[:, None, 3], b[None, :, 3]))
     return np.hypot(down, across)
@@ -954,9 +955,8 @@ def _box_gaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def box_gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> float:
     """The gap between two boxes given as (rows, columns) slices, as ndimage.find_objects gives them (0 where
     they touch or overlap)."""
-    down = max(0, max(a[0].start, b[0].start) - min(a[0].stop, b[0].stop))
-    across = max(0, max(a[1].start, b[1].start) - min(a[1].stop, b[1].stop))
-    return float(np.hypot(down, across))
+    corners = np.array([[box[0].start, box[0].stop, box[1].start, box[1].stop] for box in (a, b)])
+    return float(_box_gaps(corners[:1], corners[1:])[0, 0])
 
 
 def _border_pixels(image: np.ndarray) -> np.ndarray:
