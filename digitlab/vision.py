@@ -35,6 +35,11 @@ POLARITY_SIDE = 64
 # Pixels leaning towards the light by less than this (their skewness) leave the polarity open: a bold dark
 # digit cropped tight leans up to 0.8 so, nearly every light one on a plain dark ground 0.9 and more.
 CLEAR_LEAN = 1.0
+# A digit drawn to fill a crop the size of a digit (a postal scanner's 16x16 box) is near half its pixels, and
+# the lean is unsure. The ground then shows in the corners, which round strokes miss (though they touch every
+# edge, as a bold 0 does): when at least CORNER_GROUND of four squares CORNER_SIDE of the crop's side lies on
+# one side of the grey levels' midpoint, that side is the ground.
+CORNER_SIDE, CORNER_GROUND = 0.15, 0.6
 # The background is estimated over windows this fraction of the shorter side: wider than any stroke
 # (MNIST's thickest are about 6 of 28 pixels), narrower than the changes of light across a photo.
 BACKGROUND_FRACTION = 0.4
@@ -44,6 +49,8 @@ BOLD_SHARE, WINDOW_GROWTH = 0.5, 1.5
 MIN_CONTRAST = 24
 # ... nor less than this many times the paper's noise (grain, sensor noise), so a blank page stays blank.
 NOISE_MARGIN = 6
+# ... measured on at least this many steps between neighbours that are both paper, where there are so many.
+PLAIN_STEPS = 8
 # A region inside the image where the background climbs this share of the way from the paper to the ink is a
 # filled shape, not paper (0.5 took the dark corners of photos for shapes, 0.75 missed a filled bag).
 FILLED_SHARE = 0.6
@@ -290,6 +297,8 @@ def _ink_on_paper(image: np.ndarray, stages: list[tuple[str, np.ndarray]]) -> tu
     """The ink's contrast and its cleaned mask in a photo or scan of paper: the polarity chosen, the light
     flattened and cut, frames and lines taken away; each step's image is appended to `stages`."""
     lean = _ink_lean(image)
+    if abs(lean) < CLEAR_LEAN and max(image.shape) < LINED_PAGE_SIDE:
+        lean = _lean_by_corners(image, lean)
     if lean < 0:
         image = 255 - image
     contrast, threshold, thresholded, mask = _cut_ink(image)
@@ -617,6 +626,20 @@ def _ink_lean(image: np.ndarray) -> float:
     return float(deviation @ (deviation * deviation)) / deviation.size / max(spread, 1e-12) ** 1.5
 
 
+def _lean_by_corners(image: np.ndarray, lean: float) -> float:
+    """A clear lean (±CLEAR_LEAN) towards the ink's side when the crop's corners are mostly one ground (light
+    ink if it is dark), else `lean` as it was."""
+    side = max(1, round(min(image.shape) * CORNER_SIDE))
+    corners = np.concatenate([image[:side, :side], image[:side, -side:], image[-side:, :side], image[-side:, -side:]])
+    middle = (_quantile(image, 0.1) + _quantile(image, 0.9)) / 2
+    dark_ground = float(np.mean(corners < middle))
+    if dark_ground >= CORNER_GROUND:
+        return CLEAR_LEAN
+    if 1 - dark_ground >= CORNER_GROUND:
+        return -CLEAR_LEAN
+    return lean
+
+
 @functools.lru_cache(maxsize=256)  # at most 256 x 20 x 512 floats: 10 MB
 def _resampling_weights(source: int, target: int, method: Image.Resampling) -> np.ndarray:
     """The (target, source) matrix of Pillow's resampling along one axis, read off by resizing an identity:
@@ -695,6 +718,9 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     sample = contrast[::3]
     paper = float(_median(sample.ravel()))
     steps = (sample[:, 1:] - sample[:, :-1]).ravel()
+    otsu = _otsu(contrast)
+    if max(image.shape) < LINED_PAGE_SIDE:
+        paper, steps = _plain_paper(contrast, otsu, paper, steps)
     noise = 1.4826 * float(_median(np.abs(steps - _median(steps)))) / np.sqrt(2) if steps.size else 0.0
     # How strongly the digit stands out: the brightest contrast after a 3x3 median, which a hot pixel or a
     # speck of JPEG debris cannot set but a pen stroke two pixels wide can.
@@ -708,12 +734,26 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     seeds, seed_noise = contrast, noise
     if min(image.shape) >= LINED_PAGE_SIDE:
         seeds, seed_noise = ndimage.uniform_filter(contrast, 3, mode="nearest"), noise / 3
-    threshold = max(_otsu(contrast), MIN_CONTRAST, paper + NOISE_MARGIN * seed_noise, paper + INK_SHARE * (ink_level - paper))
+    threshold = max(otsu, MIN_CONTRAST, paper + NOISE_MARGIN * seed_noise, paper + INK_SHARE * (ink_level - paper))
     floor = paper + NOISE_MARGIN / 2 * noise
     low = max(threshold * HYSTERESIS_LOW, floor, paper + GROW_SHARE * (ink_level - paper))
     mask, pieces = _hysteresis_mask(contrast, threshold, low, seeds)
     grown = _grown_by_own_strength(contrast, strength, ink_level, mask, pieces, paper, low, floor)
     return contrast, threshold, (grown, pieces if grown is mask else None)
+
+
+def _plain_paper(contrast: np.ndarray, otsu: float, paper: float, steps: np.ndarray) -> tuple[float, np.ndarray]:
+    """The paper's level and the steps between neighbours to measure its grain by, in a crop the size of a digit:
+    a digit drawn to fill it leaves too little paper for the statistics of the whole crop (its edges outnumber the
+    grain's steps; its ink may outnumber the paper), so both are taken from the pixels below Otsu's cut."""
+    plain = contrast < otsu
+    if paper >= otsu and plain.any():
+        paper = float(_median(contrast[plain]))
+    plain_steps = np.concatenate([
+        (contrast[:, 1:] - contrast[:, :-1])[plain[:, 1:] & plain[:, :-1]],
+        (contrast[1:] - contrast[:-1])[plain[1:] & plain[:-1]],
+    ])
+    return paper, plain_steps if plain_steps.size >= PLAIN_STEPS else steps
 
 
 def _background(image: np.ndarray, window: int) -> np.ndarray:

@@ -611,6 +611,21 @@ def test_bold_scanned_digit_cropped_tight_keeps_its_polarity_and_strokes(mnist_t
     assert similarity(prepare_digit(scanned), prepare_digit(np.pad(ink.astype(np.uint8), 4))) > 0.95
 
 
+@pytest.mark.parametrize("index", [28, 128, 214, 250])
+@pytest.mark.parametrize("light_ink", [True, False])
+def test_grainy_digit_stretched_to_fill_a_postal_box_is_read_in_either_polarity(mnist_test, index, light_ink):
+    # A postal scanner's 16x16 digit: cropped to its ink and stretched to fill the box, with scanner grain. Its ink
+    # is near half the pixels, so they barely lean towards it (these came out as their paper or as nothing), and
+    # its edges outnumber the paper's grain (measured on the whole box, the grain set the cut above the ink).
+    digit = mnist_test[0][index]
+    rows, columns = np.nonzero(digit > 30)
+    crop = digit[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    ink = np.asarray(Image.fromarray(crop).resize((16, 16), Image.Resampling.BILINEAR), dtype=np.float32)
+    grain = np.random.default_rng(index).normal(0, 4, ink.shape)
+    scanned = np.clip((ink if light_ink else 255 - 0.8 * ink) + grain, 0, 255).astype(np.uint8)
+    assert similarity(prepare_digit(scanned), prepare_digit(np.pad(ink.astype(np.uint8), 6))) > 0.9
+
+
 def test_twelve_megapixel_photo_is_analysed_on_a_small_copy(ink, clean):
     paper = np.full((3000, 4000), 225.0)
     big = np.asarray(Image.fromarray(ink).resize((1500, 1500), Image.Resampling.BILINEAR))
