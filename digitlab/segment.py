@@ -4,13 +4,15 @@ touching digits, offer the ways of cutting it; the reader (`Predictor`) lets the
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from .vision import FRAGMENT_HEIGHT, SQUARE, STRAY_GAP, InkMap, box_gap, find_ink, ink_spans, mnist_style_crop
+from .vision import FRAGMENT_HEIGHT, SQUARE, STRAY_GAP, InkMap, box_gap, chained, find_ink, ink_spans, mnist_style_crop
 
 # Only a piece at least this much wider than tall can hold touching digits (a wide 0 or 2 reaches 1.1).
 SPLIT_ASPECT = 1.2
@@ -28,6 +30,9 @@ CUT_APART = 0.1
 # A cut between touching digits is looked for this fraction of a digit's width either side of where
 # an even split would put it.
 CUT_SEARCH = 0.35
+# Two pieces sharing this share of the narrower one's columns, each at most STACK_PART of the height they span
+# together, and that no taller than STACK_HEIGHT times the tallest piece, are one digit broken across.
+STACKED, STACK_PART, STACK_HEIGHT = 0.5, 0.8, 1.2
 # After a cut, pieces of a part with less than this fraction of its largest piece belong to the neighbour.
 CUT_SCRAP = 0.2
 
@@ -121,7 +126,7 @@ def _merge_broken(pieces: list[_Piece]) -> list[_Piece]:
     from any piece is a speck of dirt and is dropped. Fragments may join each other: the halves of a faint 4
     that broke apart share their columns, and together stand as tall as a digit."""
     tallest = max(piece.height for piece in pieces)
-    pieces = list(pieces)
+    pieces = _joined_stacks(_joined_clusters(pieces, tallest), tallest)
     while True:
         fragments = [piece for piece in pieces if piece.height < FRAGMENT_HEIGHT * tallest]
         if not fragments:
@@ -132,6 +137,41 @@ def _merge_broken(pieces: list[_Piece]) -> list[_Piece]:
         nearest = min(pieces, key=lambda piece: (-_overlap(fragment, piece), box_gap(fragment.box, piece.box)))
         if _overlap(fragment, nearest) > 0 or box_gap(fragment.box, nearest.box) <= STRAY_GAP * tallest:
             pieces[pieces.index(nearest)] = nearest.joined(fragment)
+
+
+def _joined_clusters(pieces: list[_Piece], tallest: int) -> list[_Piece]:
+    """The pieces with each cluster of fragments chained by gaps of at most STRAY_GAP of the tallest piece, and
+    together at least FRAGMENT_HEIGHT of it from top to bottom and too narrow for two digits (SPLIT_ASPECT), joined
+    into one: a digit broken into strokes (a faint 5 in a number), which joined one by one to their nearest
+    neighbours made two half digits."""
+    fragments = [piece for piece in pieces if piece.height < FRAGMENT_HEIGHT * tallest]
+    if len(fragments) < 2:
+        return list(pieces)
+    boxes = np.array([(piece.top, piece.bottom, piece.left, piece.right) for piece in fragments])
+    cluster = chained(boxes, STRAY_GAP * tallest)
+    joined = [piece for piece in pieces if piece.height >= FRAGMENT_HEIGHT * tallest]
+    for label in range(cluster.max() + 1):
+        members = [fragment for fragment, own in zip(fragments, cluster) if own == label]
+        whole = functools.reduce(_Piece.joined, members)
+        one_digit = whole.height >= FRAGMENT_HEIGHT * tallest and whole.width < SPLIT_ASPECT * whole.height
+        joined.extend([whole] if one_digit else members)
+    return joined
+
+
+def _joined_stacks(pieces: list[_Piece], tallest: int) -> list[_Piece]:
+    """The pieces with any two that share STACKED of the narrower one's columns, each spanning at most
+    STACK_PART of the rows they span together, and together no taller than STACK_HEIGHT times the tallest piece,
+    joined: the halves of a digit broken across (a 3's two bowls, a 9 cut by a grid line), which digits side by
+    side never are, even slanted into each other, nor digits in rows one above the other."""
+    pieces = list(pieces)
+    for a, b in itertools.combinations(pieces, 2):
+        height = max(a.bottom, b.bottom) - min(a.top, b.top)
+        stacked = max(a.height, b.height) <= STACK_PART * height
+        if stacked and _overlap(a, b) >= STACKED * min(a.width, b.width) and height <= STACK_HEIGHT * tallest:
+            pieces.remove(a)
+            pieces.remove(b)
+            return _joined_stacks([a.joined(b), *pieces], tallest)
+    return pieces
 
 
 def _overlap(a: _Piece, b: _Piece) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 from scipy import ndimage, spatial
+from scipy.sparse.csgraph import connected_components
 
 from .errors import ImageError
 
@@ -975,6 +976,7 @@ def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
     heights = boxes[:, 1] - boxes[:, 0]
     reached = heights >= FRAGMENT_HEIGHT * heights.max()
     reach = STRAY_GAP * heights.max()
+    reached |= _in_digit_tall_clusters(boxes, reached, reach, FRAGMENT_HEIGHT * heights.max())
     # Outward from the taller pieces, a ring of fragments at a time, every gap of a ring at once.
     ring = reached.copy()
     while ring.any() and not reached.all():
@@ -982,6 +984,30 @@ def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
         reached |= near
         ring = near
     return mask if reached.all() else mask & np.concatenate([[False], reached])[labels]
+
+
+def chained(boxes: np.ndarray, link: float) -> np.ndarray:
+    """Cluster labels of `boxes` (rows of top, bottom, left, right) chained to one another by gaps of at most `link`."""
+    return connected_components(_box_gaps(boxes, boxes) <= link, directed=False)[1]
+
+
+def _in_digit_tall_clusters(boxes: np.ndarray, digits: np.ndarray, reach: float, tall: float) -> np.ndarray:
+    """Which of the `boxes` that are not `digits` are fragments that, chained to one another by gaps of at most
+    `reach`, make up a cluster at least `tall` from its top to its bottom, lying mostly beside the digits (within
+    their rows): a digit broken into pieces (a faint 5 in a number, each of its strokes apart), not dirt or the
+    remains of a grid line, however far it lies from the digits beside it."""
+    indices = np.flatnonzero(~digits)
+    kept = np.zeros(len(boxes), dtype=bool)
+    if len(indices) < 2:
+        return kept
+    cluster = chained(boxes[indices], reach)
+    tops = np.full(cluster.max() + 1, np.inf)
+    bottoms = np.zeros(cluster.max() + 1)
+    np.minimum.at(tops, cluster, boxes[indices, 0])
+    np.maximum.at(bottoms, cluster, boxes[indices, 1])
+    beside = np.minimum(bottoms, boxes[digits, 1].max()) - np.maximum(tops, boxes[digits, 0].min())
+    kept[indices] = ((bottoms - tops >= tall) & (beside >= (bottoms - tops) / 2))[cluster]
+    return kept
 
 
 def _box_gaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:

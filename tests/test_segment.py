@@ -177,6 +177,32 @@ def test_a_digit_broken_in_pieces_each_short_of_a_digit_is_kept_and_read_whole(m
     assert read(predictor, paper) == "14"
 
 
+def test_a_digit_broken_into_short_strokes_far_from_its_neighbours_is_kept_and_read_whole(mnist_test, predictor):
+    # A 0 broken into four arcs, each under half a digit's height and each farther from the 1 and the 2 beside it
+    # than a stray fragment may lie: chained to one another, the arcs stand as tall as a digit, so they are one.
+    images, labels = mnist_test
+    zero = images[3].copy()
+    assert labels[3] == 0
+    zero[13:15] = 0
+    zero[:, 13:15] = 0
+    paper, _ = number_on_paper([images[2], zero, images[1]], gap=12)
+    assert read(predictor, paper) == "102"
+
+
+def test_a_tall_digit_broken_across_its_middle_is_one_digit(mnist_test, predictor):
+    # A 3 written taller than the 1 and the 2 beside it and broken across its waist: each bowl is over half the
+    # others' height, no fragment, yet the two share their columns one above the other, as digits never do.
+    images, labels = mnist_test
+    assert labels[30] == 3
+    rows = np.flatnonzero(images[30].max(axis=1) > 0)
+    tall = np.asarray(Image.fromarray(images[30][rows[0] : rows[-1] + 1]).resize((28, 23), Image.Resampling.BILINEAR))
+    three = np.zeros((28, 28), dtype=np.uint8)
+    three[2:25] = tall
+    three[13] = 0
+    paper, _ = number_on_paper([images[2], three, images[1]], gap=8)
+    assert read(predictor, paper) == "132"
+
+
 @pytest.mark.parametrize("pair", [(0, 4), (2, 8)], ids=["74", "15"])
 def test_a_lighter_digit_beside_a_dark_one_keeps_its_faint_strokes(mnist_test, predictor, pair):
     # The second digit written lightly, its lower half lighter still: cut by the dark digit's strength, its
