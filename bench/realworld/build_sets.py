@@ -30,7 +30,7 @@ FONT_ROOT = Path("/usr/share/fonts")
 NOT_A_DIGIT = "not-a-digit"
 # Sizes chosen so all the sets build in about two minutes on one core, with 100 images per digit (30 on a desk).
 COUNTS = {"printed": 1000, "handwriting-fonts": 1000, "photographed": 1000, "multi-digit": 500, "not-digits": 700,
-          "scanned": 1000, "on-a-desk": 300}
+          "scanned": 1000, "on-a-desk": 300, "postal-box": 500}
 SETS = tuple(COUNTS)
 
 
@@ -409,6 +409,25 @@ def make_scanned(rng: np.random.Generator, index: int, sources: Sources):
     return render.to_uint8(scan(rng, sheet)), str(digit), f"form:mnist-{item}", SCAN_FORMATS
 
 
+def make_postal_box(rng: np.random.Generator, index: int, sources: Sources):
+    """An MNIST test digit normalised as the US Postal Service's zip-code digits were: cropped to its ink and
+    scaled to fill a 16x16 box (height only, or stretched both ways), its grey levels kept, either polarity,
+    with a scanner's grain; lossless, as such sets are kept."""
+    images, labels = dataset("mnist")
+    digit = index % 10
+    item = int(pick(rng, np.flatnonzero(labels == digit)))
+    crop = render.crop_to_ink(images[item].astype(np.float32) / 255)
+    stretched = rng.random() < 0.5
+    width = 16 if stretched else min(16, max(2, round(crop.shape[1] * 16 / crop.shape[0])))
+    box = render.place((16, 16), render.resize_mask(crop, 16, width), 0, (16 - width) // 2)
+    ground, ink = rng.uniform(0, 60), rng.uniform(180, 255)
+    light_ink = rng.random() < 0.5
+    image = ground + (ink - ground) * box if light_ink else 255 - ground - (ink - ground) * box
+    image = image + rng.normal(0, rng.uniform(1, 6), image.shape)
+    kind = f"{'stretched' if stretched else 'height'}-{'light' if light_ink else 'dark'}:mnist-{item}"
+    return render.to_uint8(image), str(digit), kind, (("png", 1),)
+
+
 def number_text(rng: np.random.Generator) -> tuple[str, str]:
     """A digit string people write or print: a house number, a year, a postal code or any code."""
     kind = pick(rng, ("house-number", "year", "postal-code", "code"))
@@ -622,6 +641,7 @@ MAKERS = {
     "not-digits": make_not_digit,
     "scanned": make_scanned,
     "on-a-desk": make_on_a_desk,
+    "postal-box": make_postal_box,
 }
 
 
