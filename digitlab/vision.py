@@ -288,9 +288,13 @@ def find_ink(gray: np.ndarray) -> InkMap:
         contrast, mask = _ink_on_paper(image, stages)
         sheet = _sheet_in_mask(image, mask)
     if sheet is not None:
-        image, turn = sheet
+        # The ink is sought within the sheet's box, however little of the photo the sheet fills: its paper alone
+        # then sets the cut and the background's window, and its lines run across the image searched (with the
+        # painted desk round it, a note's grid or its shadow passed for ink).
+        image, turn, window = sheet
         stages.append(("sheet alone" + (", upright" if turn else ""), image))
-        contrast, mask = _ink_on_paper(image, stages)
+        contrast, mask = np.zeros_like(image), np.zeros(image.shape, dtype=bool)
+        contrast[window], mask[window] = _ink_on_paper(image[window], stages)
     return InkMap(contrast, mask, scale, tuple(stages), turn)
 
 
@@ -419,12 +423,12 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
 
 
-def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
+def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float, tuple[slice, slice]] | None:
     """A photo of a sheet, a sticky note or a board lying on a darker desk or wall, with everything round the
-    sheet painted in its paper's grey and the sheet turned upright, and the degrees it was turned; None when
-    the photo shows no such sheet. Left in, the desk is darker than the paper as ink is, and a small light note
-    on it passes for a light stroke on a dark ground. Upright, its ruled lines run straight across, and the
-    digit stands as it was written."""
+    sheet painted in its paper's grey and the sheet turned upright, the degrees it was turned and the sheet's
+    window; None when the photo shows no such sheet. Left in, the desk is darker than the paper as ink is, and a
+    small light note on it passes for a light stroke on a dark ground. Upright, its ruled lines run straight
+    across, and the digit stands as it was written."""
     if min(image.shape) < LINED_PAGE_SIDE:
         return None
     coarse, _ = _coarse_copy(image)
@@ -434,9 +438,10 @@ def _sheet_alone(image: np.ndarray) -> tuple[np.ndarray, float] | None:
 
 def _paint_round_sheet(
     image: np.ndarray, coarse: np.ndarray, inside: np.ndarray, paper: np.ndarray, tilt: float
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, tuple[slice, slice]]:
     """The photo with everything outside the sheet (`inside`, on the coarse copy) painted in its paper's grey
-    and turned upright when it is tilted by SHEET_TURN degrees or more, and the degrees it was turned."""
+    and turned upright when it is tilted by SHEET_TURN degrees or more, the degrees it was turned, and the
+    window of it the sheet fills."""
     # Round the sheet, each place takes the grey of the nearest paper of it, so light falling off across the
     # sheet carries on past its edge instead of ending in a step that would pass for ink.
     nearest = ndimage.distance_transform_edt(~paper, return_indices=True)[1]
@@ -444,16 +449,26 @@ def _paint_round_sheet(
         _resampling_weights(*sizes, Image.Resampling.BILINEAR) for sizes in zip(coarse.shape, image.shape)
     )
     paint = rows @ coarse[nearest[0], nearest[1]] @ columns.T
-    alone = np.where(rows @ inside.astype(np.float32) @ columns.T > 0.5, image, paint).astype(np.float32)
+    sheet = rows @ inside.astype(np.float32) @ columns.T
+    alone = np.where(sheet > 0.5, image, paint).astype(np.float32)
     if abs(tilt) < SHEET_TURN:
-        return alone, 0.0
+        return alone, 0.0, _window(sheet > 0.5)
     upright = Image.fromarray(alone, mode="F").rotate(
         tilt, Image.Resampling.BILINEAR, fillcolor=float(np.median(paint))
     )
-    return np.asarray(upright), tilt
+    upright_sheet = np.asarray(Image.fromarray(sheet, mode="F").rotate(tilt, Image.Resampling.BILINEAR)) > 0.5
+    return np.asarray(upright), tilt, _window(upright_sheet)
 
 
-def _sheet_in_mask(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float] | None:
+def _window(mask: np.ndarray) -> tuple[slice, slice]:
+    """The smallest window holding all of the mask (all of the image, if the mask is empty)."""
+    rows, columns = ink_spans(mask)
+    if not rows.size:
+        return slice(None), slice(None)
+    return slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
+
+
+def _sheet_in_mask(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float, tuple[slice, slice]] | None:
     """As `_sheet_alone`, for a sheet that the ink found in `image` makes out: its largest piece is light paper
     with the writing as its holes (more paper than a stroke is wide, four-cornered), not a digit. None otherwise.
     Most photos show a digit, not such a sheet: they are told apart on the piece's box, so the cost stays small."""
