@@ -91,11 +91,13 @@ def test_digits_are_dark_ink_on_a_lighter_ground_or_the_reverse(built: Path) -> 
         assert np.percentile(gray, 99.5) - np.percentile(gray, 0.5) > 40
 
 
-@pytest.mark.parametrize("index", [7, 52, 174, 225])
+@pytest.mark.parametrize("index", [7, 52, 91, 174, 225])
 def test_notes_photographed_on_a_desk_are_read_within_the_sheet(index: int) -> None:
     # Photos of the on-a-desk set (squared, plain and ruled notes; seed 0) that were rejected or misread while the
     # ink was sought over the whole photo, the desk painted over in streaks of the paper's grey: the sheet's
     # statistics were swamped and its grid or its shadow passed for ink. Sought within the sheet, each reads right.
+    # The 91st's squared note, cut speckled by the grain, passed for a bold light digit, not paper, till the
+    # pinholes were closed.
     rng = np.random.default_rng([0, SETS.index("on-a-desk"), index])
     image, label, _, _ = build_sets.make_on_a_desk(rng, index, Sources((), (), ()))
     png = io.BytesIO()
