@@ -65,10 +65,11 @@ GROW_SHARE = 0.35
 # Hysteresis keeps fainter pixels (above this fraction of the cut) that are joined to clear ink, so a
 # faded stroke stays whole.
 HYSTERESIS_LOW = 0.5
-# A piece at the border spanning this fraction of the image both ways is a frame (perhaps with the digit
-# joined to it by fainter ink); then stricter lower cuts of the hysteresis, as multiples of Otsu's cut,
-# are tried until the digit comes free.
-FRAME_SPAN = 0.85
+# A piece at the border spanning FRAME_SPAN of the image both ways, and running along every side (within
+# BORDER_BAND of it) for FRAME_SIDE of the side's length, is a frame (perhaps with the digit joined to it by
+# fainter ink); then stricter lower cuts of the hysteresis, as multiples of Otsu's cut, are tried until the
+# digit comes free.
+FRAME_SPAN, FRAME_SIDE = 0.85, 0.8
 STRICTER_THRESHOLDS = (0.7, 1.0, 1.25, 1.5, 1.75, 2.0)
 # A digit freed from a frame still spans this share of the image's height and keeps this share of the ink.
 FREED_HEIGHT, FREED_SHARE = 0.4, 0.15
@@ -1060,7 +1061,19 @@ def _largest_is_frame(mask: np.ndarray) -> bool:
     frame does and a digit (even one cut tight, which spans only its height) does not."""
     if not _touches_border(mask):
         return False
-    return _spans_image(_largest_piece(mask))
+    largest = _largest_piece(mask)
+    return _runs_round(largest) and _spans_image(largest)
+
+
+def _runs_round(piece: np.ndarray) -> bool:
+    """Whether the piece runs along all four sides of the image, within BORDER_BAND of each, for FRAME_SIDE of each
+    side's length, as a frame does and a bold digit filling its crop (touching the sides in places) does not."""
+    band_rows, band_columns = max(2, round(BORDER_BAND * piece.shape[0])), max(2, round(BORDER_BAND * piece.shape[1]))
+    sides = (
+        piece[:band_rows].any(axis=0), piece[-band_rows:].any(axis=0),
+        piece[:, :band_columns].any(axis=1), piece[:, -band_columns:].any(axis=1),
+    )
+    return all(side.mean() >= FRAME_SIDE for side in sides)
 
 
 def _spans_image(ink: np.ndarray) -> bool:

@@ -626,6 +626,20 @@ def test_grainy_digit_stretched_to_fill_a_postal_box_is_read_in_either_polarity(
     assert similarity(prepare_digit(scanned), prepare_digit(np.pad(ink.astype(np.uint8), 6))) > 0.9
 
 
+@pytest.mark.parametrize("index, light_ink", [(83, False), (90, True), (270, True), (270, False)])
+def test_digit_filling_a_postal_box_touches_its_sides_only_in_places_and_is_no_frame(mnist_test, index, light_ink):
+    # Stretched into a 16x16 box, these digits span it both ways and reach its border, as a frame does; taken for
+    # one, they were cut stricter till only scraps were left. A frame runs along every side of the box; they don't.
+    digit = mnist_test[0][index]
+    rows, columns = np.nonzero(digit > 30)
+    crop = digit[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    ink = np.asarray(Image.fromarray(crop).resize((16, 16), Image.Resampling.BILINEAR), dtype=np.float32)
+    grain = np.random.default_rng(index).normal(0, 4, ink.shape)
+    scanned = np.clip((ink if light_ink else 255 - 0.8 * ink) + grain, 0, 255).astype(np.uint8)
+    assert not any(name.startswith("stricter cut") for name, _ in preprocess_stages(scanned))
+    assert similarity(prepare_digit(scanned), prepare_digit(np.pad(ink.astype(np.uint8), 6))) > 0.9
+
+
 def test_twelve_megapixel_photo_is_analysed_on_a_small_copy(ink, clean):
     paper = np.full((3000, 4000), 225.0)
     big = np.asarray(Image.fromarray(ink).resize((1500, 1500), Image.Resampling.BILINEAR))
