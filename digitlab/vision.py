@@ -763,7 +763,8 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
 def _plain_paper(contrast: np.ndarray, otsu: float, paper: float, steps: np.ndarray) -> tuple[float, np.ndarray]:
     """The paper's level and the steps between neighbours to measure its grain by, in a crop the size of a digit:
     a digit drawn to fill it leaves too little paper for the statistics of the whole crop (its edges outnumber the
-    grain's steps; its ink may outnumber the paper), so both are taken from the pixels below Otsu's cut."""
+    grain's steps; its ink may outnumber the paper, putting the median above Otsu's cut), so the steps, and the
+    level where the median is above the cut, are taken from the pixels below it."""
     plain = contrast < otsu
     if paper >= otsu and plain.any():
         paper = float(_median(contrast[plain]))
