@@ -451,9 +451,10 @@ def _paint_round_sheet(
     )
     paint = rows @ coarse[nearest[0], nearest[1]] @ columns.T
     sheet = rows @ inside.astype(np.float32) @ columns.T
-    alone = np.where(sheet > 0.5, image, paint).astype(np.float32)
+    on_sheet = sheet > 0.5
+    alone = np.where(on_sheet, image, paint).astype(np.float32)
     if abs(tilt) < SHEET_TURN:
-        return alone, 0.0, _window(sheet > 0.5)
+        return alone, 0.0, _window(on_sheet)
     upright = Image.fromarray(alone, mode="F").rotate(
         tilt, Image.Resampling.BILINEAR, fillcolor=float(np.median(paint))
     )

@@ -611,18 +611,23 @@ def test_bold_scanned_digit_cropped_tight_keeps_its_polarity_and_strokes(mnist_t
     assert similarity(prepare_digit(scanned), prepare_digit(np.pad(ink.astype(np.uint8), 4))) > 0.95
 
 
+def in_a_postal_box(digit: np.ndarray, seed: int, light_ink: bool) -> tuple[np.ndarray, np.ndarray]:
+    """An MNIST digit as a postal scanner gives it: cropped to its ink, stretched to fill a 16x16 box, with
+    scanner grain (seeded); and the box's ink coverage alone (0..255), to compare with."""
+    rows, columns = np.nonzero(digit > 30)
+    crop = digit[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    ink = np.asarray(Image.fromarray(crop).resize((16, 16), Image.Resampling.BILINEAR), dtype=np.float32)
+    grain = np.random.default_rng(seed).normal(0, 4, ink.shape)
+    return np.clip((ink if light_ink else 255 - 0.8 * ink) + grain, 0, 255).astype(np.uint8), ink
+
+
 @pytest.mark.parametrize("index", [28, 128, 214, 250])
 @pytest.mark.parametrize("light_ink", [True, False])
 def test_grainy_digit_stretched_to_fill_a_postal_box_is_read_in_either_polarity(mnist_test, index, light_ink):
     # A postal scanner's 16x16 digit: cropped to its ink and stretched to fill the box, with scanner grain. Its ink
     # is near half the pixels, so they barely lean towards it (these came out as their paper or as nothing), and
     # its edges outnumber the paper's grain (measured on the whole box, the grain set the cut above the ink).
-    digit = mnist_test[0][index]
-    rows, columns = np.nonzero(digit > 30)
-    crop = digit[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
-    ink = np.asarray(Image.fromarray(crop).resize((16, 16), Image.Resampling.BILINEAR), dtype=np.float32)
-    grain = np.random.default_rng(index).normal(0, 4, ink.shape)
-    scanned = np.clip((ink if light_ink else 255 - 0.8 * ink) + grain, 0, 255).astype(np.uint8)
+    scanned, ink = in_a_postal_box(mnist_test[0][index], index, light_ink)
     assert similarity(prepare_digit(scanned), prepare_digit(np.pad(ink.astype(np.uint8), 6))) > 0.9
 
 
@@ -630,12 +635,7 @@ def test_grainy_digit_stretched_to_fill_a_postal_box_is_read_in_either_polarity(
 def test_digit_filling_a_postal_box_touches_its_sides_only_in_places_and_is_no_frame(mnist_test, index, light_ink):
     # Stretched into a 16x16 box, these digits span it both ways and reach its border, as a frame does; taken for
     # one, they were cut stricter till only scraps were left. A frame runs along every side of the box; they don't.
-    digit = mnist_test[0][index]
-    rows, columns = np.nonzero(digit > 30)
-    crop = digit[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
-    ink = np.asarray(Image.fromarray(crop).resize((16, 16), Image.Resampling.BILINEAR), dtype=np.float32)
-    grain = np.random.default_rng(index).normal(0, 4, ink.shape)
-    scanned = np.clip((ink if light_ink else 255 - 0.8 * ink) + grain, 0, 255).astype(np.uint8)
+    scanned, ink = in_a_postal_box(mnist_test[0][index], index, light_ink)
     assert not any(name.startswith("stricter cut") for name, _ in preprocess_stages(scanned))
     assert similarity(prepare_digit(scanned), prepare_digit(np.pad(ink.astype(np.uint8), 6))) > 0.9
 
