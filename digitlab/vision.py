@@ -24,6 +24,9 @@ MAX_PIXELS = 40_000_000
 # (index 14.0 in both axes, measured on the test set).
 INK_BOX = 20
 MNIST_CENTRE = 14.0
+# The strokes are stretched to full white from the level PEAK_SHARE of their pixels reach, where the brightest
+# pixels are specks outshining it by more than 1 / SPECK_OUTSHINES; else from their brightest.
+PEAK_SHARE, SPECK_OUTSHINES = 0.98, 0.95
 # Ink fainter than this (of 255, after stretching) is anti-aliasing or paper noise, not the digit's extent.
 INK_THRESHOLD = 8
 # Analysis runs on a copy whose longer side is at most this: a 12 MP photo shrinks 8-fold, and a digit
@@ -358,10 +361,17 @@ def mnist_style_crop(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     left, right = max(columns[0] - 1, 0), columns[-1] + 2
     window = mask[top:bottom, left:right]
     strokes = ink[top:bottom, left:right] * _grow(window)
-    strokes = np.minimum(strokes * (255 / float(strokes.max(where=window, initial=0))), 255)
+    strokes = np.minimum(strokes * (255 / _strokes_peak(strokes[window])), 255)
     rows, columns = ink_spans(strokes > INK_THRESHOLD)
     crop = strokes[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
     return _centre_by_mass(_fit_longer_side(crop, INK_BOX))
+
+
+def _strokes_peak(values: np.ndarray) -> float:
+    """The level the strokes are stretched from to full white: their brightest, unless their brightest few pixels
+    outshine the rest (a dark speck of grit or a hot pixel on a stroke), which would dim the digit to faint grey."""
+    brightest, strokes = float(values.max()), _quantile(values, PEAK_SHARE)
+    return strokes if strokes < SPECK_OUTSHINES * brightest else brightest
 
 
 def ink_spans(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -324,6 +324,14 @@ def test_big_non_square_photo_becomes_28x28_light_ink_on_black():
     assert prepared[14, 14] > 150  # the stroke is light ink in the middle
 
 
+def test_dark_speck_on_a_grey_stroke_leaves_the_digit_at_full_strength():
+    photo = np.full((120, 90), 200, dtype=np.uint8)  # grey paper
+    photo[20:100, 40:50] = 140  # a "1" in grey pencil
+    photo[60, 44] = 0  # a grain of grit on it, far darker than the pencil
+    prepared = prepare_digit(photo)
+    assert np.percentile(prepared[prepared > 8], 50) > 200  # the stroke is full white, not the pencil's grey
+
+
 def test_file_path_and_array_path_agree(tmp_path, paper, digit):
     path = save(Image.fromarray(paper), tmp_path / "seven.png")
     np.testing.assert_array_equal(load_digit(path), digit)
