@@ -33,6 +33,9 @@ CUT_SEARCH = 0.35
 # Two pieces sharing this share of the narrower one's columns, each at most STACK_PART of the height they span
 # together, and that no taller than STACK_HEIGHT times the tallest piece, are one digit broken across.
 STACKED, STACK_PART, STACK_HEIGHT = 0.5, 0.8, 1.2
+# More pieces of ink than this are a texture, a halftone or noise, not a row of digits and their fragments:
+# the image is read whole (joining that many pieces pairwise would take minutes).
+MAX_PIECES = 64
 # After a cut, pieces of a part with less than this fraction of its largest piece belong to the neighbour.
 CUT_SCRAP = 0.2
 
@@ -70,7 +73,7 @@ def read_digits(gray: np.ndarray) -> tuple[np.ndarray, list[InkPiece]]:
 
 def _ink_pieces(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> list[InkPiece]:
     labels, count = ndimage.label(found.mask, structure=SQUARE)
-    if count == 0:
+    if not 0 < count <= MAX_PIECES:
         return []
     rows = _reading_order(_merge_broken([_Piece.of(labels == index + 1) for index in range(count)]))
     # Other cuts are offered only beside other pieces of ink: a lone piece keeps its shape's cut, since halves

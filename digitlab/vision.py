@@ -99,6 +99,8 @@ LINE_LENGTH_RATIO = 2.0
 # STRAY_GAP of the tallest piece's height from every taller piece belongs to none of them: it is dirt, a
 # frame's corner or a shadow's tip, and in the crop it would shrink the digit.
 FRAGMENT_HEIGHT, STRAY_GAP = 0.5, 0.5
+# In a row of digits, a piece smaller than a speck yet this share of the digits' height from one is a fragment of it.
+FRAGMENT_REACH = 0.15
 # A piece fainter than the strongest ink grows by a cut scaled to its own strength. Growth to more than
 # OWN_GROWTH times the ink it grows from is a shadow spreading; a piece ELONGATED times longer than wide is a line.
 OWN_GROWTH, ELONGATED = 6, 4
@@ -1141,6 +1143,9 @@ def _keep_digit_components(mask: np.ndarray, pieces: tuple[np.ndarray, int] | No
     keep = areas >= SPECK_FRACTION * areas.max()
     keep[0] = False
     touching = _at_border(labels, len(areas) - 1)
+    if max(mask.shape) >= LINED_PAGE_SIDE:
+        keep |= _fragments_beside_digits(labels, areas, keep, touching)
+    fragments = keep & (areas < SPECK_FRACTION * areas.max())
     inner = keep & ~touching
     # In an image the size of a digit (a scanner's crop), ink at the border is the digit cut tight, unless it
     # runs round the whole image, about ink inside: then it is the frame of a small plate.
@@ -1170,8 +1175,31 @@ def _keep_digit_components(mask: np.ndarray, pieces: tuple[np.ndarray, int] | No
             # A smaller piece at the border far from the ink inside: a shadow's edge or a corner of light.
             apart = areas[index] < inside_area and box_gap(boxes[index - 1], inside_box) > STRAY_GAP * height
             keep[index] = not (larger or sliver or apart)
-        keep &= areas >= SPECK_FRACTION * areas[keep].max()
+        keep &= (areas >= SPECK_FRACTION * areas[keep].max()) | fragments
     return keep[labels]
+
+
+def _fragments_beside_digits(labels: np.ndarray, areas: np.ndarray, keep: np.ndarray, touching: np.ndarray) -> np.ndarray:
+    """Which pieces under SPECK_FRACTION of the largest are fragments of a digit in a row of digits, not specks:
+    those within FRAGMENT_REACH of the digits' height from one of two or more digit-tall pieces inside the image, and
+    at least SPECK_FRACTION of the smallest of them. A lighter digit beside bold ones breaks into pieces far smaller
+    than the boldest digit (a faint 9's loop apart from its stem), which the speck rule alone dropped."""
+    boxes = np.zeros((len(areas), 4), dtype=np.int64)
+    for index, found in enumerate(ndimage.find_objects(labels, len(areas) - 1), start=1):
+        if found is not None:
+            boxes[index] = found[0].start, found[0].stop, found[1].start, found[1].stop
+    heights = boxes[:, 1] - boxes[:, 0]
+    inner = np.flatnonzero(keep & ~touching)
+    fragments = np.zeros(len(areas), dtype=bool)
+    if len(inner) < 2:
+        return fragments
+    tall = heights[inner].max()
+    digits = inner[heights[inner] >= FRAGMENT_HEIGHT * tall]
+    candidates = np.flatnonzero(~keep & ~touching & (areas >= SPECK_FRACTION * areas[inner].min()))
+    if len(digits) < 2 or not len(candidates):
+        return fragments
+    fragments[candidates] = (_box_gaps(boxes[candidates], boxes[digits]) <= FRAGMENT_REACH * tall).any(axis=1)
+    return fragments
 
 
 def _fit_longer_side(crop: np.ndarray, side: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from scipy import ndimage
 from digitlab.modelfile import load_model
 from digitlab.predict import SURE_CONFIDENCE, Predictor
 from digitlab.segment import read_digits, segment_digits
-from digitlab.vision import decode_image, find_ink, prepare_digit
+from digitlab.vision import SPECK_FRACTION, decode_image, find_ink, prepare_digit
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +153,51 @@ def test_one_unsure_digit_among_sure_ones_is_still_read(mnist_test):
     vouched = Predictor(model).answer([("number", paper)])[0]
     assert vouched["number"] == answer["number"]
     assert all(entry["reason"] is None for entry in vouched["digits"])
+
+
+def test_ones_do_not_vouch_for_an_unsure_digit(mnist_test):
+    # Stripes, trouser legs and letters' stems read as sure 1s: beside them, an unsure digit stays unread.
+    images, labels = mnist_test
+    assert labels[[18, 2, 5]].tolist() == [3, 1, 1]
+    paper, _ = number_on_paper([images[18], images[2], images[5]], gap=8)
+    model = load_model()
+    answer = Predictor(model).answer([("number", paper)])[0]
+    assert answer["number"] == "311"
+    model.calibration["reject_threshold"] = answer["digits"][0]["confidence"] + 1e-6
+    assert min(entry["confidence"] for entry in answer["digits"][1:]) >= model.calibration["reject_threshold"]
+    stricter = Predictor(model).answer([("number", paper)])[0]
+    assert stricter["number"] is None
+    assert "below the" in stricter["digits"][0]["reason"]
+
+
+def test_a_fragment_of_a_light_digit_beside_bold_ones_is_kept(mnist_test):
+    # A light digit in a row of bold ones breaks into pieces far smaller than a bold digit (a faint 9's loop off its
+    # stem), which the speck rule alone dropped: a piece of stroke just above the 1 stays.
+    images, labels = mnist_test
+    assert labels[[3, 2, 10]].tolist() == [0, 1, 0]
+    bold = [ndimage.grey_dilation(images[index], size=(3, 3)) for index in (3, 10)]
+    one = images[2]
+    top = np.flatnonzero(one.max(axis=1))[0]
+    left = np.flatnonzero(one[top])[0]
+    marked = one.copy()
+    marked[top - 3 : top - 1, left : left + 2] = 255
+    plain, _ = number_on_paper([bold[0], one, bold[1]], gap=10)
+    paper, _ = number_on_paper([bold[0], marked, bold[1]], gap=10)
+    fragment = plain.astype(int) - paper.astype(int) > 60
+    mask = find_ink(paper).mask
+    largest = np.bincount(ndimage.label(mask, structure=np.ones((3, 3)))[0].ravel())[1:].max()
+    assert np.count_nonzero(fragment) < SPECK_FRACTION * largest
+    assert mask[fragment].mean() > 0.8
+
+
+def test_a_texture_of_many_pieces_is_not_read_as_a_number(predictor):
+    # A halftone or dotted texture holds thousands of pieces of ink: no row of digits, and not minutes of joining.
+    page = np.full((400, 400), 240, dtype=np.uint8)
+    for row in range(4, 400, 12):
+        for column in range(4 + row % 24 // 2, 400, 12):
+            page[row : row + 4, column : column + 3] = 30
+    assert read_digits(page)[1] == []
+    assert "digits" not in predictor.answer([("dots", page)])[0]
 
 
 def test_a_broken_stroke_stays_one_digit(mnist_test, predictor):
