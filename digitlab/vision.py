@@ -101,6 +101,13 @@ LINE_LENGTH_RATIO = 2.0
 FRAGMENT_HEIGHT, STRAY_GAP = 0.5, 0.5
 # In a row of digits, a piece smaller than a speck yet this share of the digits' height from one is a fragment of it.
 FRAGMENT_REACH = 0.15
+# A digit of a row written more lightly than the others is sought at this share of the strongest ink. It must stand
+# LIGHT_HEIGHTS times the row's digits' height, be LIGHT_WIDTHS times its own height wide (a grid line's stretch
+# between two crossings is as tall as a digit and as thin as a 1; a light 1 is not sought), lie LIGHT_ROW of its height
+# within the row, share at most LIGHT_SHARED of its columns with any ink found and lie at most LIGHT_GAP digit heights
+# from a digit.
+LIGHT_SHARE, LIGHT_HEIGHTS, LIGHT_WIDTHS = 0.3, (0.6, 1.3), (0.45, 1.2)
+LIGHT_ROW, LIGHT_SHARED, LIGHT_GAP = 0.6, 0.2, 1.0
 # A piece fainter than the strongest ink grows by a cut scaled to its own strength. Growth to more than
 # OWN_GROWTH times the ink it grows from is a shadow spreading; a piece ELONGATED times longer than wide is a line.
 OWN_GROWTH, ELONGATED = 6, 4
@@ -770,7 +777,49 @@ def _threshold(image: np.ndarray, window: int) -> tuple[np.ndarray, float, tuple
     low = max(threshold * HYSTERESIS_LOW, floor, paper + GROW_SHARE * (ink_level - paper))
     mask, pieces = _hysteresis_mask(contrast, threshold, low, seeds)
     grown = _grown_by_own_strength(contrast, strength, ink_level, mask, pieces, paper, low, floor)
+    if max(image.shape) >= LINED_PAGE_SIDE:
+        light_cut = max(
+            MIN_CONTRAST, otsu, paper + NOISE_MARGIN * seed_noise, paper + LIGHT_SHARE * (ink_level - paper)
+        )
+        if light_cut < threshold:
+            grown = _with_lighter_digits(grown, seeds, light_cut, paper + NOISE_MARGIN / 2 * seed_noise)
     return contrast, threshold, (grown, pieces if grown is mask else None)
+
+
+def _with_lighter_digits(mask: np.ndarray, seeds: np.ndarray, cut: float, floor: float) -> np.ndarray:
+    """The mask with the digits of a row written more lightly than the rest (a pen running dry at a number's end, a
+    digit in a shadow's edge) that never reached the cut at INK_SHARE of the strongest ink: pieces above the lower
+    `cut` on `seeds` (the contrast, or its 3x3 mean, where grain drowns single pixels of faint strokes), grown down to
+    half of it but never below the grain's `floor`, kept only where shaped and placed like another digit of a row of
+    two or more found (LIGHT_HEIGHTS, LIGHT_WIDTHS, LIGHT_ROW, LIGHT_GAP, LIGHT_SHARED)."""
+    labels, _ = ndimage.label(mask, structure=SQUARE)
+    boxes = _piece_boxes(labels)
+    if len(boxes) < 2:
+        return mask
+    heights, widths = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
+    compact = np.maximum(heights, widths) <= ELONGATED * np.minimum(heights, widths)
+    digits = boxes[(heights >= FRAGMENT_HEIGHT * heights.max()) & compact]
+    if len(digits) < 2:
+        return mask
+    height = float(np.median(digits[:, 1] - digits[:, 0]))
+    top, bottom = digits[:, 0].min(), digits[:, 1].max()
+    light, _ = _hysteresis_mask(seeds, cut, max(cut * HYSTERESIS_LOW, floor))
+    light_labels, _ = ndimage.label(light & ~ndimage.binary_dilation(mask, SQUARE, 2), structure=SQUARE)
+    found = mask
+    for index, (rows, columns) in enumerate(ndimage.find_objects(light_labels), start=1):
+        piece_height, piece_width = rows.stop - rows.start, columns.stop - columns.start
+        digit_sized = (
+            LIGHT_HEIGHTS[0] * height <= piece_height <= LIGHT_HEIGHTS[1] * height
+            and LIGHT_WIDTHS[0] * piece_height <= piece_width <= LIGHT_WIDTHS[1] * piece_height
+        )
+        in_row = min(rows.stop, bottom) - max(rows.start, top) >= LIGHT_ROW * piece_height
+        at_border = rows.start == 0 or columns.start == 0 or rows.stop == mask.shape[0] or columns.stop == mask.shape[1]
+        shared = np.minimum(columns.stop, boxes[:, 3]) - np.maximum(columns.start, boxes[:, 2])
+        gaps = np.maximum(columns.start, digits[:, 2]) - np.minimum(columns.stop, digits[:, 3])
+        beside = shared.max() <= LIGHT_SHARED * piece_width and gaps.min() <= LIGHT_GAP * height
+        if digit_sized and in_row and beside and not at_border:
+            found = found | (light_labels == index)
+    return found
 
 
 def _plain_paper(contrast: np.ndarray, otsu: float, paper: float, steps: np.ndarray) -> tuple[float, np.ndarray]:
@@ -1003,7 +1052,7 @@ def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask, structure=SQUARE)
     if count < 2:
         return mask
-    boxes = np.array([(rows.start, rows.stop, columns.start, columns.stop) for rows, columns in ndimage.find_objects(labels)])
+    boxes = _piece_boxes(labels)
     heights = boxes[:, 1] - boxes[:, 0]
     reached = heights >= FRAGMENT_HEIGHT * heights.max()
     reach = STRAY_GAP * heights.max()
@@ -1015,6 +1064,16 @@ def _without_stray_fragments(mask: np.ndarray) -> np.ndarray:
         reached |= near
         ring = near
     return mask if reached.all() else mask & np.concatenate([[False], reached])[labels]
+
+
+def _piece_boxes(labels: np.ndarray, count: int = 0) -> np.ndarray:
+    """The boxes (rows of top, bottom, left, right; stops exclusive) of the labelled pieces 1.. (up to `count`, if
+    given), a label no pixel carries boxed as all zeros."""
+    found = ndimage.find_objects(labels, count)
+    return np.array(
+        [(box[0].start, box[0].stop, box[1].start, box[1].stop) if box else (0, 0, 0, 0) for box in found],
+        dtype=np.int64,
+    ).reshape(len(found), 4)
 
 
 def chained(boxes: np.ndarray, link: float) -> np.ndarray:
@@ -1184,10 +1243,7 @@ def _fragments_beside_digits(labels: np.ndarray, areas: np.ndarray, keep: np.nda
     those within FRAGMENT_REACH of the digits' height from one of two or more digit-tall pieces inside the image, and
     at least SPECK_FRACTION of the smallest of them. A lighter digit beside bold ones breaks into pieces far smaller
     than the boldest digit (a faint 9's loop apart from its stem), which the speck rule alone dropped."""
-    boxes = np.zeros((len(areas), 4), dtype=np.int64)
-    for index, found in enumerate(ndimage.find_objects(labels, len(areas) - 1), start=1):
-        if found is not None:
-            boxes[index] = found[0].start, found[0].stop, found[1].start, found[1].stop
+    boxes = np.vstack([np.zeros((1, 4), dtype=np.int64), _piece_boxes(labels, len(areas) - 1)])
     heights = boxes[:, 1] - boxes[:, 0]
     inner = np.flatnonzero(keep & ~touching)
     fragments = np.zeros(len(areas), dtype=bool)

@@ -260,6 +260,17 @@ def test_a_lighter_digit_beside_a_dark_one_keeps_its_faint_strokes(mnist_test, p
     assert read(predictor, paper) == "".join(str(labels[index]) for index in pair)
 
 
+@pytest.mark.parametrize("share", [0.45, 0.4])
+def test_a_digit_written_more_lightly_than_the_rest_of_its_row_is_read(mnist_test, predictor, share):
+    # The last digit of a number at under half the others' ink (a pen running dry) never reaches the cut set by the
+    # strongest ink, yet it stands in the row as tall and wide as a digit.
+    images, labels = mnist_test
+    assert labels[[18, 4, 3]].tolist() == [3, 4, 0]
+    light = (images[3] * share).astype(np.uint8)
+    paper, _ = number_on_paper([images[18], images[4], light], gap=10)
+    assert read(predictor, paper) == "340"
+
+
 @pytest.mark.parametrize("text, size", [("2024", 40), ("314159", 64), ("57", 120)])
 def test_rendered_numbers_are_read(predictor, text, size):
     assert read(predictor, rendered(text, size)) == text
