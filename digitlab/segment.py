@@ -201,7 +201,7 @@ def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray, others: bool) -> li
     wide for one digit, as many digits as its width holds (measured against the other digits of its row, or
     a typical digit's shape when it is alone), cut where the ink is thinnest near even spacing. Then, with
     `others` (other pieces of ink in the image), for a piece wide enough to hold touching digits, one digit
-    more or fewer and other cuts in two."""
+    more or fewer and other cuts in two, and in three where a part of a cut in two is wide enough for two."""
     height = max(other.height for other in row)
     # Widths of the row's other digits, leaving out 1s, which are no guide to the others.
     widths = [other.width for other in row if other is not piece and other.width >= ONE_ASPECT * height]
@@ -216,9 +216,16 @@ def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray, others: bool) -> li
     profile = (ink * piece.mask)[:, piece.left : piece.right].sum(axis=0)
     cut_ways = [_even_cuts(profile, count)] if count >= 2 else [[]]
     if others and wide:
-        cut_ways += [[cut] for cut in _deepest_cuts(profile, round(CUT_APART * height))]
-        # Two digits are cut at the profile's minima above; three or more evenly, each at least two columns
-        # wide (a speck of a few pixels has no room for more cuts).
+        apart = round(CUT_APART * height)
+        deepest = _deepest_cuts(profile, apart)
+        cut_ways += [[cut] for cut in deepest]
+        # A part of a cut in two still TRY_ASPECT wide (a "559" cut after its first 5) is offered cut again.
+        for cut in deepest:
+            for start, stop in ((0, cut), (cut, len(profile))):
+                if stop - start >= TRY_ASPECT * height:
+                    cut_ways += [sorted([cut, start + inner]) for inner in _deepest_cuts(profile[start:stop], apart)]
+        # Two or three digits are cut at the profile's minima above; as many as the width holds, one more or one
+        # fewer also evenly, each at least two columns wide (a speck of a few pixels has no room for more cuts).
         cut_ways += [_even_cuts(profile, other) for other in (count - 1, count + 1) if 2 < other <= piece.width / 2]
     ways, seen = [], set()
     for cuts in cut_ways:

@@ -110,6 +110,16 @@ def test_touching_digits_are_split(mnist_test, predictor, pair):
     assert read(predictor, paper) == "".join(str(labels[index]) for index in pair)
 
 
+@pytest.mark.parametrize("overlap", [2, 4])
+def test_three_touching_digits_of_uneven_widths_are_split(mnist_test, predictor, overlap):
+    # A "120" in one piece beside a 4: cut evenly in three, the narrow 1 is lost; cut at the deepest column, one
+    # part still holds two digits and is cut again at its own.
+    images, labels = mnist_test
+    assert labels[[4, 2, 1, 3]].tolist() == [4, 1, 2, 0]
+    paper, _ = number_on_paper([images[index] for index in (4, 2, 1, 3)], gap=[12, -overlap, -overlap])
+    assert predictor.answer([("number", paper)])[0]["number"] == "4120"
+
+
 @pytest.mark.parametrize(
     "number", [(4, 14, 3), (1, 19, 12), (1, 2, 17)], ids=["4 and 10", "2 and 49", "2 and 17"]
 )
