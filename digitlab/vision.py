@@ -1238,11 +1238,13 @@ def _keep_digit_components(mask: np.ndarray, pieces: tuple[np.ndarray, int] | No
     return keep[labels]
 
 
-def _fragments_beside_digits(labels: np.ndarray, areas: np.ndarray, keep: np.ndarray, touching: np.ndarray) -> np.ndarray:
+def _fragments_beside_digits(
+    labels: np.ndarray, areas: np.ndarray, keep: np.ndarray, touching: np.ndarray
+) -> np.ndarray:
     """Which pieces under SPECK_FRACTION of the largest are fragments of a digit in a row of digits, not specks:
     those within FRAGMENT_REACH of the digits' height from one of two or more digit-tall pieces inside the image, and
-    at least SPECK_FRACTION of the smallest of them. A lighter digit beside bold ones breaks into pieces far smaller
-    than the boldest digit (a faint 9's loop apart from its stem), which the speck rule alone dropped."""
+    at least SPECK_FRACTION of the smallest piece kept inside. A lighter digit beside bold ones breaks into pieces
+    far smaller than the boldest digit (a faint 9's loop apart from its stem), which the speck rule alone dropped."""
     boxes = np.vstack([np.zeros((1, 4), dtype=np.int64), _piece_boxes(labels, len(areas) - 1)])
     heights = boxes[:, 1] - boxes[:, 0]
     inner = np.flatnonzero(keep & ~touching)
