@@ -104,8 +104,8 @@ FRAGMENT_REACH = 0.15
 # A digit of a row written more lightly than the others is sought at this share of the strongest ink. It must stand
 # LIGHT_HEIGHTS times the row's digits' height, be LIGHT_WIDTHS times its own height wide (a grid line's stretch
 # between two crossings is as tall as a digit and as thin as a 1; a light 1 is not sought), lie LIGHT_ROW of its height
-# within the row, share at most LIGHT_SHARED of its columns with any ink found and lie at most LIGHT_GAP digit heights
-# from a digit.
+# within the row, share at most LIGHT_SHARED of its columns with any digit found and lie at most LIGHT_GAP digit
+# heights from one.
 LIGHT_SHARE, LIGHT_HEIGHTS, LIGHT_WIDTHS = 0.3, (0.6, 1.3), (0.45, 1.2)
 LIGHT_ROW, LIGHT_SHARED, LIGHT_GAP = 0.6, 0.2, 1.0
 # A piece fainter than the strongest ink grows by a cut scaled to its own strength. Growth to more than
@@ -804,7 +804,7 @@ def _with_lighter_digits(mask: np.ndarray, seeds: np.ndarray, cut: float, floor:
     height = float(np.median(digits[:, 1] - digits[:, 0]))
     top, bottom = digits[:, 0].min(), digits[:, 1].max()
     light, _ = _hysteresis_mask(seeds, cut, max(cut * HYSTERESIS_LOW, floor))
-    light_labels, _ = ndimage.label(light & ~ndimage.binary_dilation(mask, SQUARE, 2), structure=SQUARE)
+    light_labels, _ = ndimage.label(light, structure=SQUARE)
     found = mask
     for index, (rows, columns) in enumerate(ndimage.find_objects(light_labels), start=1):
         piece_height, piece_width = rows.stop - rows.start, columns.stop - columns.start
@@ -814,9 +814,10 @@ def _with_lighter_digits(mask: np.ndarray, seeds: np.ndarray, cut: float, floor:
         )
         in_row = min(rows.stop, bottom) - max(rows.start, top) >= LIGHT_ROW * piece_height
         at_border = rows.start == 0 or columns.start == 0 or rows.stop == mask.shape[0] or columns.stop == mask.shape[1]
-        shared = np.minimum(columns.stop, boxes[:, 3]) - np.maximum(columns.start, boxes[:, 2])
-        gaps = np.maximum(columns.start, digits[:, 2]) - np.minimum(columns.stop, digits[:, 3])
-        beside = shared.max() <= LIGHT_SHARED * piece_width and gaps.min() <= LIGHT_GAP * height
+        # The gap to the nearest digit found, negative where they share columns. Fragments of the light digit, found
+        # at the higher cut, may lie within it.
+        gap = (np.maximum(columns.start, digits[:, 2]) - np.minimum(columns.stop, digits[:, 3])).min()
+        beside = -LIGHT_SHARED * piece_width <= gap <= LIGHT_GAP * height
         if digit_sized and in_row and beside and not at_border:
             found = found | (light_labels == index)
     return found

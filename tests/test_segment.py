@@ -281,6 +281,17 @@ def test_a_digit_written_more_lightly_than_the_rest_of_its_row_is_read(mnist_tes
     assert read(predictor, paper) == "340"
 
 
+def test_a_light_digit_whose_darkest_stroke_reached_the_cut_is_read_whole(mnist_test, predictor):
+    # Only the top of the light 0 reaches the cut at half the strongest ink: that fragment is found first, and the
+    # digit sought at the lower cut takes it in instead of passing for ink already found.
+    images, labels = mnist_test
+    light = (images[3] * 0.35).astype(np.uint8)
+    top = np.flatnonzero(images[3].max(axis=1))[0]
+    light[top : top + 3] = images[3][top : top + 3]
+    paper, _ = number_on_paper([images[18], images[4], light], gap=10)
+    assert read(predictor, paper) == "340"
+
+
 @pytest.mark.parametrize("text, size", [("2024", 40), ("314159", 64), ("57", 120)])
 def test_rendered_numbers_are_read(predictor, text, size):
     assert read(predictor, rendered(text, size)) == text
