@@ -1203,13 +1203,12 @@ def _keep_digit_components(mask: np.ndarray, pieces: tuple[np.ndarray, int] | No
     keep = areas >= SPECK_FRACTION * areas.max()
     keep[0] = False
     touching = _at_border(labels, len(areas) - 1)
-    if max(mask.shape) >= LINED_PAGE_SIDE:
-        keep |= _fragments_beside_digits(labels, areas, keep, touching)
-    fragments = keep & (areas < SPECK_FRACTION * areas.max())
+    page = max(mask.shape) >= LINED_PAGE_SIDE
+    fragments = _fragments_beside_digits(labels, areas, keep, touching) if page else np.zeros_like(keep)
+    keep |= fragments
     inner = keep & ~touching
     # In an image the size of a digit (a scanner's crop), ink at the border is the digit cut tight, unless it
     # runs round the whole image, about ink inside: then it is the frame of a small plate.
-    page = max(mask.shape) >= LINED_PAGE_SIDE
     enough_inside = inner.any() and areas[inner].sum() >= FRAME_RATIO * areas[keep & touching].sum()
     if enough_inside and not page:
         for index in np.flatnonzero(keep & touching):
