@@ -135,8 +135,9 @@ SHEET_PAPER, SHEET_STROKES, SHEET_WRITING = 0.15, 0.6, 0.2
 SHEET_TURN = 2
 SQUARE = np.ones((3, 3), dtype=bool)
 CROSS = ndimage.generate_binary_structure(2, 1)
-# Lines one pixel wide (at analysis size) vanish under an opening by this; strokes two or more wide stay.
-FINE_LINE = np.ones((2, 2), dtype=bool)
+# Lines joined to a digit are opened away on a page by squares up to this share of the boldest stroke wide; what the
+# opening takes away is lines when at most LINE_BOLD_SHARE of it outlasts an opening twice as wide.
+LINE_OPENING, LINE_BOLD_SHARE = 0.4, 0.15
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -341,22 +342,48 @@ def _ink_on_paper(image: np.ndarray, stages: list[tuple[str, np.ndarray]]) -> tu
             mask = stricter
             stages.append((f"stricter cut x{factor:g}", mask))
     if _touches_border(mask) and _touches_border(_largest_piece(mask)):
-        # A frame of fine lines joined to a bolder digit (a house-number plate) parts where lines are thinner
-        # than the strokes: an opening removes them. It stands only if it frees a digit-sized piece and what
-        # it takes away (with the pieces still at the border, the frame's remains) spans the image as a frame.
-        opened = _keep_digit_components(_remove_ruled_lines(ndimage.binary_opening(mask, FINE_LINE)))
-        if opened.any() and _came_free(_largest_piece(opened), mask):
-            # The opening also rounds the digit's own corners and thin ends; a pixel of regrowth within
-            # the ink gives them back without reaching along the lines.
-            freed = mask & ndimage.binary_dilation(_inner_pieces(opened), SQUARE)
-            if _spans_image(mask & ~freed):
-                mask = freed
-                stages.append(("fine lines opened", mask))
+        freed = _freed_from_lines(mask)
+        if freed is not None:
+            mask = freed
+            stages.append(("lines opened", mask))
     kept = _without_stray_fragments(mask)
     if kept is not mask:
         mask = kept
         stages.append(("stray bits dropped", mask))
     return contrast, mask
+
+
+def _freed_from_lines(mask: np.ndarray) -> np.ndarray | None:
+    """The digit freed from lines joined to it (a house-number plate's frame, a squared sheet's grid, ruled lines
+    at a tilt the long runs miss), or None. Lines thinner than the strokes part from them under an opening; on a
+    page, openings up to LINE_OPENING of the boldest stroke are tried, the narrowest first (a bold marker digit on
+    a grid of lines several pixels wide). The first that frees a digit-sized piece decides, and it stands only if
+    what it takes away (with the pieces still at the border) spans the image as a frame does, or on a page reaches
+    the border and runs across the image one way as ruled lines do; and, beyond the finest lines, is lines: little
+    of it is bold enough to outlast an opening twice as wide (the rest of a photo's shapes is)."""
+    page = max(mask.shape) >= LINED_PAGE_SIDE
+    widest = max(2, int(LINE_OPENING * _widest_stroke(mask))) if page else 2
+    for size in range(2, widest + 1):
+        opened = _keep_digit_components(_remove_ruled_lines(_square_opening(mask, size)))
+        if opened.any() and _came_free(_largest_piece(opened), mask):
+            break
+    else:
+        return None
+    # The opening also rounds the digit's own corners and thin ends; regrowth within the ink by as many pixels as it
+    # took gives them back without reaching along the lines.
+    freed = mask & ndimage.maximum_filter(_inner_pieces(opened), size=2 * size - 1, mode="constant")
+    taken = mask & ~freed
+    if not (_spans_image(taken) or page and _runs_across(taken)):
+        return None
+    if size > 2 and np.count_nonzero(_square_opening(taken, 2 * size)) > LINE_BOLD_SHARE * np.count_nonzero(taken):
+        return None
+    return freed
+
+
+def _square_opening(mask: np.ndarray, size: int) -> np.ndarray:
+    """`ndimage.binary_opening` by a size x size square, exactly, as two separable filters: several times faster."""
+    shrunk = ndimage.minimum_filter(mask, size=size, mode="constant")
+    return ndimage.maximum_filter(shrunk, size=size, mode="constant", origin=0 if size % 2 else -1)
 
 
 def mnist_style_crop(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -1152,12 +1179,19 @@ def _runs_round(piece: np.ndarray) -> bool:
 
 def _spans_image(ink: np.ndarray) -> bool:
     """Whether ink reaches the border and spans nearly all of the image both ways, as a frame does."""
+    return _touches_border(ink) and all(_spans(ink))
+
+
+def _runs_across(ink: np.ndarray) -> bool:
+    """Whether ink reaches the border and spans nearly all of the image one way, as ruled lines do."""
+    return _touches_border(ink) and any(_spans(ink))
+
+
+def _spans(ink: np.ndarray) -> tuple[bool, bool]:
+    """Whether the ink (not empty) spans FRAME_SPAN or more of the image down, and across."""
     rows, columns = ink_spans(ink)
-    return (
-        _touches_border(ink)
-        and rows[-1] - rows[0] + 1 >= FRAME_SPAN * ink.shape[0]
-        and columns[-1] - columns[0] + 1 >= FRAME_SPAN * ink.shape[1]
-    )
+    height, width = ink.shape
+    return rows[-1] - rows[0] + 1 >= FRAME_SPAN * height, columns[-1] - columns[0] + 1 >= FRAME_SPAN * width
 
 
 def _came_free(digit: np.ndarray, before: np.ndarray) -> bool:

@@ -474,6 +474,19 @@ def test_ruled_lines_across_the_digit_are_removed(ink, clean):
     assert similarity(prepared, clean) > 0.85
 
 
+@pytest.mark.parametrize("across", [1.0, 0.7])
+def test_grid_lines_at_a_tilt_joined_to_the_digit_are_opened_away(ink, clean, across):
+    # A squared sheet photographed at a slant: lines 3 pixels wide, 4 degrees off level, which no long run of
+    # pixels follows, joined to the digit written over them; the sheet may fill only part of the photo's width.
+    rows, columns = np.indices((260, 260))
+    slope = np.tan(np.radians(4))
+    lines = ((rows - slope * columns) % 50 < 3) | ((columns + slope * rows) % 50 < 3)
+    paper = np.full((260, 260), 235.0)
+    paper[lines & (columns < across * 260)] = 120
+    prepared = prepare_digit(on_paper(ink, paper, 40, 50))
+    assert similarity(prepared, clean) > 0.85
+
+
 def on_a_desk(note: np.ndarray, desk: float, angle: float) -> np.ndarray:
     """`note` (uint8) turned by `angle` degrees and laid in the middle of a 600x800 photo of a desk of grey
     `desk`, with the desk's grain, a little blur and sensor noise."""
