@@ -85,6 +85,10 @@ FRAME_RATIO = 0.2
 BORDER_GROWTH = 1.2
 # ... or when they lie wholly in this outer band of the image (the bits of a frame along the edge).
 BORDER_BAND = 0.08
+# ... or when they run in from the border as a bar STUB_LENGTH times longer than thick and at most STUB_SPAN of the
+# ink inside's height (or width) across: the stub of a ruled line or of a shadow's edge, beside ink inside of at most
+# STUB_COMPANIONS pieces (a digit or a number, not a texture of stripes, whose own pieces would then be read).
+STUB_LENGTH, STUB_SPAN, STUB_COMPANIONS = 3, 0.5, 8
 # Ruled and grid lines run across the image: straight runs longer than this fraction of its side, looked
 # for only in images at least LINED_PAGE_SIDE pixels across (a page or a photo; in an image the size of a
 # digit, a long straight stroke is the digit itself).
@@ -1258,6 +1262,7 @@ def _keep_digit_components(mask: np.ndarray, pieces: tuple[np.ndarray, int] | No
         width = inside_box[1].stop - inside_box[1].start
         inside_area = areas[inner].sum()
         band_rows, band_columns = max(2, BORDER_BAND * mask.shape[0]), max(2, BORDER_BAND * mask.shape[1])
+        few_inside = np.count_nonzero(inner) <= STUB_COMPANIONS
         for index in np.flatnonzero(keep & touching):
             rows, columns = boxes[index - 1]
             larger = rows.stop - rows.start > BORDER_GROWTH * height or columns.stop - columns.start > BORDER_GROWTH * width
@@ -1267,9 +1272,21 @@ def _keep_digit_components(mask: np.ndarray, pieces: tuple[np.ndarray, int] | No
             )
             # A smaller piece at the border far from the ink inside: a shadow's edge or a corner of light.
             apart = areas[index] < inside_area and box_gap(boxes[index - 1], inside_box) > STRAY_GAP * height
-            keep[index] = not (larger or sliver or apart)
+            stub = few_inside and _line_stub(boxes[index - 1], areas[index], mask.shape, (height, width))
+            keep[index] = not (larger or sliver or apart or stub)
         keep &= (areas >= SPECK_FRACTION * areas[keep].max()) | fragments
     return keep[labels]
+
+
+def _line_stub(box: tuple[slice, slice], area: int, shape: tuple[int, int], inside: tuple[int, int]) -> bool:
+    """Whether a piece at the border (its box and pixel count, in an image of `shape`) runs in from a side as a bar:
+    STUB_LENGTH times longer than its mean thickness, and at most STUB_SPAN of the ink inside's (height, width)
+    across, as a ruled line's or a shadow edge's stub does; a digit cut at the border is thicker or wider."""
+    rows, columns = box
+    height, width = rows.stop - rows.start, columns.stop - columns.start
+    from_side = (columns.start == 0 or columns.stop == shape[1]) and height <= STUB_SPAN * inside[0]
+    from_end = (rows.start == 0 or rows.stop == shape[0]) and width <= STUB_SPAN * inside[1]
+    return from_side and width * width >= STUB_LENGTH * area or from_end and height * height >= STUB_LENGTH * area
 
 
 def _fragments_beside_digits(

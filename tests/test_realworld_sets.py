@@ -117,6 +117,17 @@ def test_a_bold_digit_on_a_squared_sheet_is_freed_from_its_grid() -> None:
     assert Predictor().answer([("photo.png", png.getvalue())])[0]["digit"] == int(label)
 
 
+@pytest.mark.parametrize("index", [23, 671])
+def test_a_stub_of_a_line_or_a_shadow_at_the_border_is_not_read_with_the_digit(index: int) -> None:
+    # The 23rd photo has a shadow's edge running down from its top beside the 3, the 671st the stubs of two ruled
+    # lines running in from its left side beside the 1: each was kept with the digit, which it shrank in the crop.
+    rng = np.random.default_rng([0, SETS.index("photographed"), index])
+    image, label, _, _ = build_sets.make_photographed(rng, index, Sources((), (), ()))
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, "PNG")
+    assert Predictor().answer([("photo.png", png.getvalue())])[0]["digit"] == int(label)
+
+
 def test_a_missing_font_package_names_the_apt_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="apt-get install -y .*fonts-comic-neue"):
         build_sets.find_sources(font_root=tmp_path)
