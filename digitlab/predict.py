@@ -39,6 +39,9 @@ SOLID_AREA = int((np.add.outer(_OFFSETS, _OFFSETS) <= SOLID_RADIUS**2).sum())
 # for nothing: it is a bare stroke, which any long thin mark reads as (stripes, a trouser leg, a letter's stem), and
 # textures and shapes read as a row of sure 1s beside one unsure digit.
 SURE_COMPANIONS, SURE_CONFIDENCE, UNSURE_SHARE = 2, 0.9, 0.3
+# A number is one row of digits: each shares at least ROW_SHARE of the shorter one's height with the next. A single
+# digit broken into pieces one above the other (a 3's bowls apart, a 5's bar above its bowl) read as two digits.
+ROW_SHARE = 0.3
 # "auto": onnxruntime for build_model networks on the CPU when installed, else PyTorch.
 BACKENDS = ("auto", "torch", "onnxruntime")
 # Digits per onnxruntime call: large enough to amortise the call, small enough to stay in cache.
@@ -114,9 +117,10 @@ class Predictor:
             answer = self._answer(images[index][0], digit_probabilities, digit)
             ways = [[[(segment, next(segment_probabilities)) for segment in way] for way in piece.ways] for piece in found]
             read = [entry for piece_ways in ways for entry in _surest_way(piece_ways)]
-            # Several digits only when each of them reads more surely than the whole does as one digit: a
-            # tilted 0 cut in two, or a 0 drawn as two arcs, reads surely whole and unsurely in pieces.
-            if len(read) > 1 and min(row.max() for _, row in read) > digit_probabilities.max():
+            # Several digits only when they stand in a row and each of them reads more surely than the whole does as
+            # one digit: a tilted 0 cut in two, or a 0 drawn as two arcs, reads surely whole and unsurely in pieces.
+            surer = len(read) > 1 and min(row.max() for _, row in read) > digit_probabilities.max()
+            if surer and _in_one_row([segment.box for segment, _ in read]):
                 answer.update(self._read_number(read, *box_scale))
             if include_prepared:
                 answer["prepared"] = digit.tolist()
@@ -268,6 +272,15 @@ def _in_full_size(box: tuple[int, int, int, int], shape: tuple[int, int], full_s
         x0 * full_width // width, y0 * full_height // height,
         min(full_width, math.ceil(x1 * full_width / width)), min(full_height, math.ceil(y1 * full_height / height)),
     ]
+
+
+def _in_one_row(boxes: list[tuple[int, int, int, int]]) -> bool:
+    """Whether each box (x0, y0, x1, y1), in reading order, shares ROW_SHARE of the shorter one's height with the
+    next."""
+    return all(
+        min(one[3], two[3]) - max(one[1], two[1]) >= ROW_SHARE * min(one[3] - one[1], two[3] - two[1])
+        for one, two in zip(boxes, boxes[1:])
+    )
 
 
 def _surest_way(ways: list[list[tuple[DigitSegment, np.ndarray]]]) -> list[tuple[DigitSegment, np.ndarray]]:

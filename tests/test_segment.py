@@ -210,6 +210,22 @@ def test_a_texture_of_many_pieces_is_not_read_as_a_number(predictor):
     assert "digits" not in predictor.answer([("dots", page)])[0]
 
 
+@pytest.mark.parametrize("index", [40, 111, 113, 198, 273])
+def test_a_lone_digit_broken_across_is_no_number(mnist_test, predictor, index):
+    # A pen skipping across a digit's middle leaves its top above its foot: read apart they looked surer than the
+    # whole (a 9 as "171", a 7 as "71"), but digits of a number stand in a row, side by side, not one above another.
+    images, labels = mnist_test
+    digit = images[index].astype(np.float32) / 255
+    rows = np.flatnonzero(digit.max(axis=1) > 0.3)
+    cut = rows[0] + int(0.45 * (rows[-1] - rows[0]))
+    digit[cut : cut + 2] = 0
+    large = Image.fromarray((digit * 255).astype(np.uint8)).resize((168, 168), Image.Resampling.BILINEAR)
+    paper = np.full((260, 240), 235.0)
+    paper[40:208, 36:204] -= 180 * np.asarray(large, dtype=np.float32) / 255
+    answer = predictor.answer([("photo", np.clip(paper, 0, 255).astype(np.uint8))])[0]
+    assert answer.get("number") is None and answer["digit"] == labels[index]
+
+
 def test_a_broken_stroke_stays_one_digit(mnist_test, predictor):
     images, labels = mnist_test
     seven = images[0].copy()
