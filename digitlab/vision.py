@@ -89,6 +89,9 @@ BORDER_BAND = 0.08
 # ink inside's height (or width) across: the stub of a ruled line or of a shadow's edge, beside ink inside of at most
 # STUB_COMPANIONS pieces (a digit or a number, not a texture of stripes, whose own pieces would then be read).
 STUB_LENGTH, STUB_SPAN, STUB_COMPANIONS = 3, 0.5, 8
+# ... or, beside as few pieces inside, when they run along the border for SHADOW_CONTACT of the ink inside's size and
+# are fainter than it (SHADOW_LEVEL of its median contrast): a shadow's corner or edge.
+SHADOW_CONTACT, SHADOW_LEVEL = 0.5, 0.9
 # Ruled and grid lines run across the image: straight runs longer than this fraction of its side, looked
 # for only in images at least LINED_PAGE_SIDE pixels across (a page or a photo; in an image the size of a
 # digit, a long straight stroke is the digit itself).
@@ -350,11 +353,40 @@ def _ink_on_paper(image: np.ndarray, stages: list[tuple[str, np.ndarray]]) -> tu
         if freed is not None:
             mask = freed
             stages.append(("lines opened", mask))
+    unshaded = _without_border_shadows(mask, contrast)
+    if unshaded is not mask:
+        mask = unshaded
+        stages.append(("shadows at the border dropped", mask))
     kept = _without_stray_fragments(mask)
     if kept is not mask:
         mask = kept
         stages.append(("stray bits dropped", mask))
     return contrast, mask
+
+
+def _without_border_shadows(mask: np.ndarray, contrast: np.ndarray) -> np.ndarray:
+    """The mask of a page without pieces at the border that run along it for SHADOW_CONTACT of the ink inside's size
+    or more and are fainter than that ink (under SHADOW_LEVEL of its median contrast): a shadow's corner or edge, lit
+    paper's rim. A digit cut at the border meets it only with its strokes' ends, and a photo's shapes at its border
+    are as strong as what lies inside (dropping those left a shape inside that read as a digit)."""
+    if max(mask.shape) < LINED_PAGE_SIDE:
+        return mask
+    labels, count = ndimage.label(mask, structure=SQUARE)
+    touching = _at_border(labels, count)
+    at_border, inside = np.flatnonzero(touching[1:]) + 1, np.flatnonzero(~touching[1:]) + 1
+    if not len(at_border) or not 0 < len(inside) <= STUB_COMPANIONS:
+        return mask
+    ink = mask & ~touching[labels]
+    rows, columns = ink_spans(ink)
+    size = max(rows[-1] - rows[0] + 1, columns[-1] - columns[0] + 1)
+    contact = np.bincount(_border_pixels(labels), minlength=count + 1)
+    level = SHADOW_LEVEL * float(np.median(contrast[ink]))
+    boxes = ndimage.find_objects(labels)
+    shadows = [
+        index for index in at_border[contact[at_border] >= SHADOW_CONTACT * size]
+        if np.median(contrast[boxes[index - 1]][labels[boxes[index - 1]] == index]) < level
+    ]
+    return mask & ~np.isin(labels, shadows) if shadows else mask
 
 
 def _freed_from_lines(mask: np.ndarray) -> np.ndarray | None:

@@ -128,6 +128,16 @@ def test_a_stub_of_a_line_or_a_shadow_at_the_border_is_not_read_with_the_digit(i
     assert Predictor().answer([("photo.png", png.getvalue())])[0]["digit"] == int(label)
 
 
+def test_a_shadow_running_along_the_border_is_not_read_with_the_digit() -> None:
+    # The 722nd photo: a sticky note's 2 beside a shadow's corner that runs along the photo's edge, fainter than the
+    # ink. Kept with the digit, it shrank the 2 in the crop and the photo was rejected.
+    rng = np.random.default_rng([0, SETS.index("photographed"), 722])
+    image, label, _, _ = build_sets.make_photographed(rng, 722, Sources((), (), ()))
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, "PNG")
+    assert Predictor().answer([("photo.png", png.getvalue())])[0]["digit"] == int(label)
+
+
 def test_a_missing_font_package_names_the_apt_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="apt-get install -y .*fonts-comic-neue"):
         build_sets.find_sources(font_root=tmp_path)
