@@ -91,6 +91,16 @@ def test_digits_are_dark_ink_on_a_lighter_ground_or_the_reverse(built: Path) -> 
         assert np.percentile(gray, 99.5) - np.percentile(gray, 0.5) > 40
 
 
+def read_generated(name: str, index: int) -> tuple[int | None, str, str]:
+    """Image `index` of the set `name` (seed 0, as the benchmark builds it) sent to the shipped model as a PNG: the
+    digit it answers, the label and the kind."""
+    make = {"on-a-desk": build_sets.make_on_a_desk, "photographed": build_sets.make_photographed}[name]
+    image, label, kind, _ = make(np.random.default_rng([0, SETS.index(name), index]), index, Sources((), (), ()))
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, "PNG")
+    return Predictor().answer([("photo.png", png.getvalue())])[0]["digit"], label, kind
+
+
 @pytest.mark.parametrize("index", [7, 52, 91, 174, 225])
 def test_notes_photographed_on_a_desk_are_read_within_the_sheet(index: int) -> None:
     # Photos of the on-a-desk set (squared, plain and ruled notes; seed 0) that were rejected or misread while the
@@ -98,44 +108,32 @@ def test_notes_photographed_on_a_desk_are_read_within_the_sheet(index: int) -> N
     # statistics were swamped and its grid or its shadow passed for ink. Sought within the sheet, each reads right.
     # The 91st's squared note, cut speckled by the grain, passed for a bold light digit, not paper, till the
     # pinholes were closed.
-    rng = np.random.default_rng([0, SETS.index("on-a-desk"), index])
-    image, label, _, _ = build_sets.make_on_a_desk(rng, index, Sources((), (), ()))
-    png = io.BytesIO()
-    Image.fromarray(image).save(png, "PNG")
-    assert Predictor().answer([("photo.png", png.getvalue())])[0]["digit"] == int(label)
+    digit, label, _ = read_generated("on-a-desk", index)
+    assert digit == int(label)
 
 
 def test_a_bold_digit_on_a_squared_sheet_is_freed_from_its_grid() -> None:
     # A marker 3 over a squared sheet's grid lines, tilted in the photo and joined to it: the long runs miss lines at
     # a tilt, and an opening by 2 pixels leaves lines 3 pixels wide, so the grid was read with the digit and the
     # photo rejected. An opening wider than the lines, narrower than the marker's strokes, frees it.
-    rng = np.random.default_rng([0, SETS.index("photographed"), 303])
-    image, label, kind, _ = build_sets.make_photographed(rng, 303, Sources((), (), ()))
+    digit, label, kind = read_generated("photographed", 303)
     assert kind.startswith("grid")
-    png = io.BytesIO()
-    Image.fromarray(image).save(png, "PNG")
-    assert Predictor().answer([("photo.png", png.getvalue())])[0]["digit"] == int(label)
+    assert digit == int(label)
 
 
 @pytest.mark.parametrize("index", [23, 671])
 def test_a_stub_of_a_line_or_a_shadow_at_the_border_is_not_read_with_the_digit(index: int) -> None:
     # The 23rd photo has a shadow's edge running down from its top beside the 3, the 671st the stubs of two ruled
     # lines running in from its left side beside the 1: each was kept with the digit, which it shrank in the crop.
-    rng = np.random.default_rng([0, SETS.index("photographed"), index])
-    image, label, _, _ = build_sets.make_photographed(rng, index, Sources((), (), ()))
-    png = io.BytesIO()
-    Image.fromarray(image).save(png, "PNG")
-    assert Predictor().answer([("photo.png", png.getvalue())])[0]["digit"] == int(label)
+    digit, label, _ = read_generated("photographed", index)
+    assert digit == int(label)
 
 
 def test_a_shadow_running_along_the_border_is_not_read_with_the_digit() -> None:
     # The 722nd photo: a sticky note's 2 beside a shadow's corner that runs along the photo's edge, fainter than the
     # ink. Kept with the digit, it shrank the 2 in the crop and the photo was rejected.
-    rng = np.random.default_rng([0, SETS.index("photographed"), 722])
-    image, label, _, _ = build_sets.make_photographed(rng, 722, Sources((), (), ()))
-    png = io.BytesIO()
-    Image.fromarray(image).save(png, "PNG")
-    assert Predictor().answer([("photo.png", png.getvalue())])[0]["digit"] == int(label)
+    digit, label, _ = read_generated("photographed", 722)
+    assert digit == int(label)
 
 
 def test_a_missing_font_package_names_the_apt_line(tmp_path: Path) -> None:
