@@ -23,9 +23,10 @@ from rich.table import Table
 
 from digitlab import Predictor
 from digitlab.data import load_dataset
+from digitlab.decode import decode_image
 from digitlab.model import build_model, get_preset
 from digitlab.modelfile import DigitModel
-from digitlab.vision import decode_image, prepare_digit
+from digitlab.vision import prepare_digit
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import machine_info  # noqa: E402

@@ -26,7 +26,7 @@ from rich.table import Table
 from digitlab import Predictor
 from digitlab.data import load_dataset
 from digitlab.errors import ImageError
-from digitlab.vision import read_image
+from digitlab.decode import read_image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import machine_info  # noqa: E402

@@ -358,7 +358,8 @@ def preprocess(
     ] = None,
 ) -> None:
     """Show what the model sees: the 28x28 digit as text, and with --show a PNG of every stage that made it."""
-    from .vision import preprocess_stages, read_for_analysis, stages_image
+    from .decode import read_for_analysis
+    from .vision import preprocess_stages, stages_image
 
     if show is not None and (show.is_dir() or not show.parent.is_dir()):
         raise UsageError(f"--show {show}: give a PNG file name in an existing folder, such as stages.png")

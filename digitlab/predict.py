@@ -13,11 +13,12 @@ from PIL import Image
 from scipy import ndimage
 
 from .calibrate import ACCEPTED_DIGITS
+from .decode import decode_for_analysis, read_for_analysis
 from .errors import DigitlabError, ImageError, UsageError
 from .model import Ensemble, batched_logits
 from .modelfile import DigitModel, load_model
 from .segment import DigitSegment, read_digits
-from .vision import decode_for_analysis, prepare_digit, read_for_analysis
+from .vision import prepare_digit
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 # The faintest MNIST training digit holds about 20 pixels' worth of full ink; half that is no digit.
@@ -166,7 +167,7 @@ class Predictor:
 
     @staticmethod
     def _read_gray(name: str, source: bytes | np.ndarray | Path) -> tuple[np.ndarray, tuple[int, int]]:
-        """The image in grayscale, perhaps decoded smaller than it is (`vision.decode_for_analysis`), and its
+        """The image in grayscale, perhaps decoded smaller than it is (`decode.decode_for_analysis`), and its
         full (height, width)."""
         if isinstance(source, Path):
             return read_for_analysis(source)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .vision import FRAGMENT_HEIGHT, SQUARE, STRAY_GAP, InkMap, box_gap, chained, find_ink, ink_spans, mnist_style_crop
+from .cleanup import FRAGMENT_HEIGHT, STRAY_GAP
+from .pieces import SQUARE, box_gap, chained, ink_spans
+from .vision import InkMap, find_ink, mnist_style_crop
 
 # Only a piece at least this much wider than tall can hold touching digits (a wide 0 or 2 reaches 1.1).
 SPLIT_ASPECT = 1.2

@@ -30,11 +30,11 @@ from uvicorn.supervisors import Multiprocess
 
 from . import __version__
 from .batching import Batcher, QueueFull
+from .decode import MAX_PIXELS
 from .errors import UsageError
 from .model import count_parameters
 from .modelfile import load_model
 from .predict import Predictor
-from .vision import MAX_PIXELS
 
 STATIC = Path(str(resources.files("digitlab") / "static"))
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real model trained once per session, MNIST test digits, and the real CLI."""
+"""Shared fixtures: one real model trained once per session, MNIST test digits (one of them as dark ink on paper),
+and the real CLI."""
 
 from __future__ import annotations
 
@@ -53,3 +54,16 @@ def cli(tmp_path: Path):
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def digit(mnist_test) -> np.ndarray:
+    """A real MNIST test digit (a 7): light ink on black, as the model sees it."""
+    return mnist_test[0][0]
+
+
+@pytest.fixture(scope="session")
+def paper(digit) -> np.ndarray:
+    """The same digit as dark ink on white paper, the way people photograph or draw digits."""
+    return 255 - digit
+

@@ -22,10 +22,11 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from digitlab.data import MAX_IDX_BYTES, read_idx
+from digitlab.decode import MAX_PIXELS, decode_image
 from digitlab.errors import DataError, ImageError
-from digitlab.vision import MAX_PIXELS, decode_image, load_digit, prepare_digit
+from digitlab.vision import load_digit, prepare_digit
 from test_data import IDX_CODES, idx_bytes
-from test_vision import png_header_only
+from test_decode import png_header_only
 
 # Pillow warns about every corrupt tag it skips; here corrupt files are the point.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")

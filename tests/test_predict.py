@@ -178,7 +178,7 @@ def test_expand_paths_refuses_a_missing_path(image_tree):
 
 
 def test_answer_takes_bytes_arrays_and_paths_alike_and_isolates_bad_ones(predictor):
-    from digitlab.vision import read_image
+    from digitlab.decode import read_image
 
     path = EXAMPLES / "1.png"
     answers = predictor.answer([

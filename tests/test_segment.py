@@ -11,10 +11,12 @@ from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from digitlab.cleanup import SPECK_FRACTION
+from digitlab.decode import decode_image
 from digitlab.modelfile import load_model
 from digitlab.predict import SURE_CONFIDENCE, Predictor
 from digitlab.segment import read_digits, segment_digits
-from digitlab.vision import SPECK_FRACTION, decode_image, find_ink, prepare_digit
+from digitlab.vision import find_ink, prepare_digit
 
 
 @pytest.fixture(scope="module")

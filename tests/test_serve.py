@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from digitlab.decode import MAX_PIXELS, decode_image
 from digitlab.errors import UsageError
 from digitlab.modelfile import load_model
 from digitlab.predict import Predictor
-from digitlab.vision import MAX_PIXELS, decode_image, prepare_digit
+from digitlab.vision import prepare_digit
 
 fastapi = pytest.importorskip("fastapi", reason="the serve extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -140,7 +141,7 @@ def test_include_prepared_is_the_digit_the_model_saw(client):
 # ---- hostile and broken requests: each gets its 4xx with a message, and the service keeps answering ----
 
 def bomb_png() -> bytes:
-    """A small file that would decode to more pixels than vision.MAX_PIXELS."""
+    """A small file that would decode to more pixels than decode.MAX_PIXELS."""
     side = int(MAX_PIXELS**0.5) + 100
     return png_bytes(Image.new("1", (side, side)))
 
