@@ -212,6 +212,15 @@ def test_a_texture_of_many_pieces_is_not_read_as_a_number(predictor):
     assert "digits" not in predictor.answer([("dots", page)])[0]
 
 
+@pytest.mark.parametrize("start, bend, width", [((40, 100), 80, 12), ((40, 100), 90, 14), ((50, 100), 100, 16), ((50, 110), 100, 12)])
+def test_a_tick_mark_is_no_number(predictor, start, bend, width):
+    # One stroke bent into a tick: cut at the bend, each arm reads surely as a 1, and it was read as "11".
+    image = Image.new("L", (300, 220), 235)
+    ImageDraw.Draw(image).line([start, (bend, 160), (190, 50)], fill=50, width=width, joint="curve")
+    answer = predictor.answer([("tick", np.asarray(image))])[0]
+    assert answer.get("number") is None and answer["digit"] is None
+
+
 @pytest.mark.parametrize("index", [40, 111, 113, 198, 273])
 def test_a_lone_digit_broken_across_is_no_number(mnist_test, predictor, index):
     # A pen skipping across a digit's middle leaves its top above its foot: read apart they looked surer than the
