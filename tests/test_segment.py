@@ -167,6 +167,20 @@ def test_one_unsure_digit_among_sure_ones_is_still_read(mnist_test):
     assert all(entry["reason"] is None for entry in vouched["digits"])
 
 
+def test_enough_sure_digits_vouch_for_an_unsure_one_though_another_is_only_fairly_sure(mnist_test):
+    images, labels = mnist_test
+    indices = [1, 8, 0, 18]  # a 2, a 5 and a 3 the model reads only fairly surely, a 7
+    paper, _ = number_on_paper([images[index] for index in indices], gap=8)
+    model = load_model()
+    answer = Predictor(model).answer([("number", paper)])[0]
+    assert answer["number"] == "".join(str(labels[index]) for index in indices)
+    least_sure, fairly_sure, *sure = sorted(entry["confidence"] for entry in answer["digits"])
+    assert fairly_sure < SURE_CONFIDENCE <= min(sure) and len(sure) == 2
+    model.calibration["reject_threshold"] = least_sure + 1e-6
+    vouched = Predictor(model).answer([("number", paper)])[0]
+    assert vouched["number"] == answer["number"]
+
+
 def test_ones_do_not_vouch_for_an_unsure_digit(mnist_test):
     # Stripes, trouser legs and letters' stems read as sure 1s: beside them, an unsure digit stays unread.
     images, labels = mnist_test
