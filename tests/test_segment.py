@@ -139,6 +139,17 @@ def test_touching_digits_too_narrow_to_split_by_shape_are_cut_where_the_model_re
     assert [entry["box"][0] for entry in answer["digits"]] == sorted(entry["box"][0] for entry in answer["digits"])
 
 
+@pytest.mark.parametrize("one", [14, 31, 37])
+def test_a_one_run_into_a_seven_is_cut(mnist_test, predictor, one):
+    # A 7 and a 1 touching make a piece barely wider than the row's other digits (a 0 and a 4): it is offered cut.
+    images, labels = mnist_test
+    indices = [3, 4, 0, one]
+    assert labels[indices].tolist() == [0, 4, 7, 1]
+    paper, _ = number_on_paper([images[index] for index in indices], gap=[8, 8, -2])
+    assert ndimage.label(find_ink(paper).mask, structure=np.ones((3, 3)))[1] == 3  # the 0, the 4 and "71"
+    assert predictor.answer([("number", paper)])[0]["number"] == "0471"
+
+
 def test_a_number_with_a_digit_under_the_bar_is_no_number(mnist_test):
     images, labels = mnist_test
     paper, _ = number_on_paper([images[1], images[0]], gap=8)
