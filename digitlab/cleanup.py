@@ -102,7 +102,7 @@ def freed_from_lines(mask: np.ndarray) -> np.ndarray | None:
     page = max(mask.shape) >= LINED_PAGE_SIDE
     widest = max(2, int(LINE_OPENING * widest_stroke(mask))) if page else 2
     for size in range(2, widest + 1):
-        opened = keep_digit_components(_remove_ruled_lines(square_opening(mask, size)))
+        opened = without_lines_and_specks(square_opening(mask, size), None)
         if opened.any() and came_free(largest_piece(opened), mask):
             break
     else:
@@ -251,8 +251,8 @@ def _spans(ink: np.ndarray) -> tuple[bool, bool]:
 
 
 def came_free(digit: np.ndarray, before: np.ndarray) -> bool:
-    """Whether a stricter cut freed a digit from its frame: the piece no longer reaches the border and is still
-    a digit's size (a digit cut tight, which only looked like a frame, would be left as scraps)."""
+    """Whether a stricter cut or an opening freed a digit from its frame or lines: the piece no longer reaches the
+    border and is still a digit's size (a digit cut tight, which only looked like a frame, would be left as scraps)."""
     rows = np.flatnonzero(digit.any(axis=1))
     return (
         not touches_border(digit)

@@ -123,9 +123,13 @@ class Predictor:
             # Several digits only when they stand in a row and each of them reads more surely than the whole does as
             # one digit (a tilted 0 cut in two, or a 0 drawn as two arcs, reads surely whole and unsurely in pieces),
             # and no piece of ink was read as bars alone.
-            surer = len(read) > 1 and min(row.max() for _, row in read) > digit_probabilities.max()
-            surer = surer and not any(_cut_into_bars(way) for way in chosen)
-            if surer and _in_one_row([segment.box for segment, _ in read]):
+            as_number = (
+                len(read) > 1
+                and min(row.max() for _, row in read) > digit_probabilities.max()
+                and not any(_cut_into_bars(way) for way in chosen)
+                and _in_one_row([segment.box for segment, _ in read])
+            )
+            if as_number:
                 answer.update(self._read_number(read, *box_scale))
             if include_prepared:
                 answer["prepared"] = digit.tolist()
