@@ -207,6 +207,19 @@ def test_ones_do_not_vouch_for_an_unsure_digit(mnist_test):
     assert "below the" in stricter["digits"][0]["reason"]
 
 
+def test_a_mark_off_the_row_that_is_no_digit_leaves_the_number_read(mnist_test, predictor):
+    # Glare across a board above a number: a solid band, no digit, over a row of surely read digits.
+    images, labels = mnist_test
+    indices = [1, 3, 4]
+    paper, _ = number_on_paper([images[index] for index in indices], gap=8)
+    band_top = np.full((100, paper.shape[1]), 232, dtype=np.uint8)
+    band_top[20:85, 30:-30] = 90
+    page = np.vstack([band_top, paper])
+    answer = predictor.answer([("number", page)])[0]
+    assert answer["number"] == "".join(str(labels[index]) for index in indices)
+    assert all(entry["box"][1] >= band_top.shape[0] for entry in answer["digits"])
+
+
 def test_a_fragment_of_a_light_digit_beside_bold_ones_is_kept(mnist_test):
     # A light digit in a row of bold ones breaks into pieces far smaller than a bold digit (a faint 9's loop off its
     # stem), which the speck rule alone dropped: a piece of stroke just above the 1 stays.
