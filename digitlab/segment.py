@@ -230,7 +230,11 @@ def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray, others: bool) -> li
                     cut_ways += [sorted([cut, start + inner]) for inner in _deepest_cuts(profile[start:stop], apart)]
         # Two or three digits are cut at the profile's minima above; as many as the width holds, one more or one
         # fewer also evenly, each at least two columns wide (a speck of a few pixels has no room for more cuts).
-        cut_ways += [_even_cuts(profile, other) for other in (count - 1, count + 1) if 2 < other <= piece.width / 2]
+        # One fewer than two is the piece whole: one wide digit (a 5's long bar, a 2's long foot) its width took
+        # for two.
+        cut_ways += [
+            _even_cuts(profile, other) for other in (count - 1, count + 1) if other == 1 or 2 < other <= piece.width / 2
+        ]
     ways, seen = [], set()
     for cuts in cut_ways:
         parts = _cut(piece, cuts, height)

@@ -207,6 +207,16 @@ def test_ones_do_not_vouch_for_an_unsure_digit(mnist_test):
     assert "below the" in stricter["digits"][0]["reason"]
 
 
+@pytest.mark.parametrize("index", [72, 53, 34, 13])
+def test_a_digit_as_wide_as_two_is_read_whole(mnist_test, predictor, index):
+    # A 2 with a long foot, a 5 with a long bar, a 0 drawn wide: its width says two digits, its reading says one.
+    images, labels = mnist_test
+    digit = ink_columns(images[index])
+    wide = np.asarray(Image.fromarray(digit).resize((round(digit.shape[1] * 1.9), 28), Image.Resampling.BILINEAR))
+    paper, _ = number_on_paper([wide, images[3], images[4]], gap=10)
+    assert predictor.answer([("number", paper)])[0]["number"] == f"{labels[index]}04"
+
+
 def test_a_mark_off_the_row_that_is_no_digit_leaves_the_number_read(mnist_test, predictor):
     # Glare across a board above a number: a solid band, no digit, over a row of surely read digits.
     images, labels = mnist_test
