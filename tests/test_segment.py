@@ -217,6 +217,17 @@ def test_a_digit_as_wide_as_two_is_read_whole(mnist_test, predictor, index):
     assert predictor.answer([("number", paper)])[0]["number"] == f"{labels[index]}04"
 
 
+@pytest.mark.parametrize("index, slope", [(3, 0.5), (4, 1.0), (19, 2.0), (42, 0.5)])
+def test_a_digit_broken_in_two_side_by_side_is_read_joined(mnist_test, predictor, index, slope):
+    # A pen skipping along a slanted line leaves two pieces that share columns and rows, each read unsurely.
+    images, labels = mnist_test
+    rows, columns = np.mgrid[:28, :28]
+    broken = images[index] * (np.abs((columns - 14) - slope * (rows - 14)) >= 1.2)
+    assert ndimage.label(broken > 60, structure=np.ones((3, 3)))[1] >= 2
+    paper, _ = number_on_paper([images[0], broken.astype(np.uint8), images[4]], gap=10)
+    assert predictor.answer([("number", paper)])[0]["number"] == f"{labels[0]}{labels[index]}{labels[4]}"
+
+
 def test_a_mark_off_the_row_that_is_no_digit_leaves_the_number_read(mnist_test, predictor):
     # Glare across a board above a number: a solid band, no digit, over a row of surely read digits.
     images, labels = mnist_test
