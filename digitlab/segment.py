@@ -88,8 +88,8 @@ def _ink_pieces(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> lis
     if not 0 < count <= MAX_PIECES:
         return []
     rows = _reading_order(_merge_broken([_Piece.of(labels == index + 1) for index in range(count)]))
-    # Other cuts are offered only beside other pieces of ink: a lone piece keeps its shape's cut, since halves
-    # of a 4 or a wide 0 read surely as a 6 and a 1 or a 3, and halves of a shoe or a star as digits.
+    # Other cuts are offered only beside other pieces of ink: a lone piece keeps its shape's cut (or is read whole),
+    # since halves of a 4 or a wide 0 read surely as a 6 and a 1 or a 3, and halves of a shoe or a star as digits.
     others = sum(len(row) for row in rows) > 1
     ways = [way for row in rows for way in _row_ways(row, found.ink, others)]
     crops: dict[_Piece, DigitSegment] = {}
@@ -253,6 +253,10 @@ def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray, others: bool) -> li
         return [[piece]]
     profile = (ink * piece.mask)[:, piece.left : piece.right].sum(axis=0)
     cut_ways = [_even_cuts(profile, count)] if count >= 2 else [[]]
+    # A piece its width takes for two digits is also offered whole: one wide digit (a 5's long bar, a 2's long foot, a
+    # 4 written wide), alone or beside others.
+    if count == 2:
+        cut_ways.append([])
     if others and wide:
         apart = round(CUT_APART * height)
         deepest = _deepest_cuts(profile, apart)
@@ -264,11 +268,7 @@ def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray, others: bool) -> li
                     cut_ways += [sorted([cut, start + inner]) for inner in _deepest_cuts(profile[start:stop], apart)]
         # Two or three digits are cut at the profile's minima above; as many as the width holds, one more or one
         # fewer also evenly, each at least two columns wide (a speck of a few pixels has no room for more cuts).
-        # One fewer than two is the piece whole: one wide digit (a 5's long bar, a 2's long foot) its width took
-        # for two.
-        cut_ways += [
-            _even_cuts(profile, other) for other in (count - 1, count + 1) if other == 1 or 2 < other <= piece.width / 2
-        ]
+        cut_ways += [_even_cuts(profile, other) for other in (count - 1, count + 1) if 2 < other <= piece.width / 2]
     ways, seen = [], set()
     for cuts in cut_ways:
         parts = _cut(piece, cuts, height)

@@ -228,6 +228,17 @@ def test_a_digit_broken_in_two_side_by_side_is_read_joined(mnist_test, predictor
     assert predictor.answer([("number", paper)])[0]["number"] == f"{labels[0]}{labels[index]}{labels[4]}"
 
 
+def test_a_lone_digit_slanted_as_wide_as_two_is_read_whole(mnist_test, predictor):
+    # A 7 slanted far: its width says two digits ("12"), its whole reads more surely than the two together.
+    images, labels = mnist_test
+    slanted = Image.fromarray(images[97]).transform(
+        (50, 28), Image.Transform.AFFINE, (1, 0.8, -22.4, 0, 1, 0), Image.Resampling.BILINEAR
+    )
+    paper, _ = number_on_paper([np.asarray(slanted)], gap=0)
+    answer = predictor.answer([("digit", paper)])[0]
+    assert "number" not in answer and answer["digit"] == labels[97] == 7
+
+
 def test_a_mark_off_the_row_that_is_no_digit_leaves_the_number_read(mnist_test, predictor):
     # Glare across a board above a number: a solid band, no digit, over a row of surely read digits.
     images, labels = mnist_test
