@@ -237,9 +237,10 @@ def _broken_apart(left: _Piece, right: _Piece) -> bool:
 def _ways(piece: _Piece, row: list[_Piece], ink: np.ndarray, others: bool) -> list[list[_Piece]]:
     """The ways of cutting a piece into digits. First the one its shape suggests: whole, or, when it is too
     wide for one digit, as many digits as its width holds (measured against the other digits of its row, or
-    a typical digit's shape when it is alone), cut where the ink is thinnest near even spacing. Then, with
-    `others` (other pieces of ink in the image), for a piece wide enough to hold touching digits, one digit
-    more or fewer and other cuts in two, and in three where a part of a cut in two is wide enough for two."""
+    a typical digit's shape when it is alone), cut where the ink is thinnest near even spacing; a piece cut in two
+    so is also offered whole. Then, with `others` (other pieces of ink in the image), for a piece wide enough to
+    hold touching digits, one digit more or fewer and other cuts in two, and in three where a part of a cut in two
+    is wide enough for two."""
     height = max(other.height for other in row)
     # Widths of the row's other digits, leaving out 1s, which are no guide to the others.
     widths = [other.width for other in row if other is not piece and other.width >= ONE_ASPECT * height]
