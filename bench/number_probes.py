@@ -35,12 +35,14 @@ def on_paper(digits: list[np.ndarray], gaps: list[int]) -> np.ndarray:
 
 
 def widened(digit: np.ndarray, factor: float) -> np.ndarray:
+    """An MNIST digit cropped to its columns and stretched `factor` times as wide."""
     columns = np.flatnonzero(digit.max(axis=0))
     crop = Image.fromarray(digit[:, columns[0] : columns[-1] + 1])
     return np.asarray(crop.resize((round(crop.width * factor), 28), Image.Resampling.BILINEAR))
 
 
 def broken(digit: np.ndarray, slope: float) -> np.ndarray:
+    """An MNIST digit with no ink along a line of `slope` (columns per row) through its middle: a pen skipping."""
     rows, columns = np.mgrid[:28, :28]
     return (digit * (np.abs((columns - 14) - slope * (rows - 14)) >= 1.2)).astype(np.uint8)
 

@@ -146,7 +146,7 @@ class Predictor:
         benchmark: one number more read (68490 under a board's glare), no other image read otherwise."""
         sure = [
             segment.box for way in chosen for segment, row in way
-            if row.max() >= SURE_CONFIDENCE and row.argmax() != 1 and not_a_digit_reason(segment.digit) is None
+            if _sure_companion(row) and not_a_digit_reason(segment.digit) is None
         ]
         if len(sure) < SURE_COMPANIONS:
             return chosen
@@ -187,13 +187,11 @@ class Predictor:
         """Whether the number's digit at `index`, under the bar, is read all the same: it passes the cheap checks
         and reaches UNSURE_SHARE of the bar, and enough of the others, 1s aside, read surely."""
         segment, row = found[index]
-        others = [
-            float(other.max()) for position, (_, other) in enumerate(found) if position != index and other.argmax() != 1
-        ]
+        companions = sum(_sure_companion(other) for position, (_, other) in enumerate(found) if position != index)
         # The cheap checks, already run once in `rejection`, last: most unsure digits fail on the numbers first.
         return (
             float(row.max()) >= UNSURE_SHARE * self.reject_threshold_
-            and sum(other >= SURE_CONFIDENCE for other in others) >= SURE_COMPANIONS
+            and companions >= SURE_COMPANIONS
             and not_a_digit_reason(segment.digit) is None
         )
 
@@ -323,6 +321,12 @@ def _surest_way(ways: list[list[tuple[DigitSegment, np.ndarray]]]) -> list[tuple
     two arcs reads less surely. Where two cuts both read surely, the product still weighs every digit (the
     least sure digit alone tied a "49" with a "47" whose 4 read a little less surely)."""
     return max(ways, key=lambda way: float(np.prod([row.max() for _, row in way])))
+
+
+def _sure_companion(probabilities: np.ndarray) -> bool:
+    """Whether a digit of a number reads surely enough (SURE_CONFIDENCE) to say the image holds digits: a 1 does not,
+    being a bare stroke that any long thin mark reads as."""
+    return float(probabilities.max()) >= SURE_CONFIDENCE and probabilities.argmax() != 1
 
 
 def _cut_into_bars(way: list[tuple[DigitSegment, np.ndarray]]) -> bool:

@@ -4,6 +4,8 @@ read by the shipped model."""
 from __future__ import annotations
 
 import io
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,9 @@ from digitlab.modelfile import load_model
 from digitlab.predict import SURE_CONFIDENCE, Predictor
 from digitlab.segment import read_digits, segment_digits
 from digitlab.vision import find_ink, prepare_digit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from number_probes import broken, widened  # noqa: E402  (the benchmark's own distortions)
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +216,7 @@ def test_ones_do_not_vouch_for_an_unsure_digit(mnist_test):
 def test_a_digit_as_wide_as_two_is_read_whole(mnist_test, predictor, index):
     # A 2 with a long foot, a 5 with a long bar, a 0 drawn wide: its width says two digits, its reading says one.
     images, labels = mnist_test
-    digit = ink_columns(images[index])
-    wide = np.asarray(Image.fromarray(digit).resize((round(digit.shape[1] * 1.9), 28), Image.Resampling.BILINEAR))
-    paper, _ = number_on_paper([wide, images[3], images[4]], gap=10)
+    paper, _ = number_on_paper([widened(images[index], 1.9), images[3], images[4]], gap=10)
     assert predictor.answer([("number", paper)])[0]["number"] == f"{labels[index]}04"
 
 
@@ -221,10 +224,9 @@ def test_a_digit_as_wide_as_two_is_read_whole(mnist_test, predictor, index):
 def test_a_digit_broken_in_two_side_by_side_is_read_joined(mnist_test, predictor, index, slope):
     # A pen skipping along a slanted line leaves two pieces that share columns and rows, each read unsurely.
     images, labels = mnist_test
-    rows, columns = np.mgrid[:28, :28]
-    broken = images[index] * (np.abs((columns - 14) - slope * (rows - 14)) >= 1.2)
-    assert ndimage.label(broken > 60, structure=np.ones((3, 3)))[1] >= 2
-    paper, _ = number_on_paper([images[0], broken.astype(np.uint8), images[4]], gap=10)
+    digit = broken(images[index], slope)
+    assert ndimage.label(digit > 60, structure=np.ones((3, 3)))[1] >= 2
+    paper, _ = number_on_paper([images[0], digit, images[4]], gap=10)
     assert predictor.answer([("number", paper)])[0]["number"] == f"{labels[0]}{labels[index]}{labels[4]}"
 
 
