@@ -15,6 +15,7 @@ from PIL import Image
 
 from digitlab import Predictor
 from digitlab.data import load_dataset
+from digitlab.errors import DigitlabError
 
 ENLARGE = 4
 PAPER, INK = 232, 42
@@ -51,8 +52,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file (default: the shipped model)")
     args = parser.parse_args()
-    images, labels = load_dataset("mnist", "test")
-    predictor = Predictor(args.model)
+    try:
+        images, labels = load_dataset("mnist", "test")
+        predictor = Predictor(args.model)
+    except DigitlabError as error:
+        parser.error(str(error))
     zero, four = images[3], images[4]
     first = {digit: np.flatnonzero(labels[:300] == digit) for digit in range(10)}
     rng = np.random.default_rng(1)
