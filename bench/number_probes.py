@@ -48,6 +48,13 @@ def broken(digit: np.ndarray, slope: float) -> np.ndarray:
     return (digit * (np.abs((columns - 14) - slope * (rows - 14)) >= 1.2)).astype(np.uint8)
 
 
+def faded(digit: np.ndarray, upper: bool, share: float) -> np.ndarray:
+    """An MNIST digit with its upper (or lower) half drawn at `share` of its ink: a pen pressed lightly on a 9's loop
+    or a 6's."""
+    half = (np.arange(28) < 14)[:, None] == upper
+    return np.where(half, digit * share, digit).astype(np.uint8)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file (default: the shipped model)")
@@ -69,6 +76,10 @@ def main() -> None:
         "broken along a slanted line (0, 4, 6, 8)": [
             ([images[0], broken(images[index], slope), four], [10, 10], f"{labels[0]}{labels[index]}{labels[4]}")
             for index in np.flatnonzero(np.isin(labels[:300], (0, 4, 6, 8)))[:30] for slope in (0.5, 1.0, 2.0)
+        ],
+        "half drawn faintly (5, 7, 9 upper; 2, 6 lower)": [
+            ([faded(images[index], labels[index] in (5, 7, 9), share), zero, four], [10, 10], f"{labels[index]}04")
+            for digit in (5, 7, 9, 2, 6) for index in first[digit][:6] for share in (0.2, 0.3, 0.4)
         ],
         "touching pair, then 0 and 4": [
             ([images[a], images[b], zero, four], [overlap, 10, 10], f"{labels[a]}{labels[b]}04")

@@ -1,6 +1,7 @@
 """Several digits in one image (a house number, a year, a postcode): find each digit, in reading order,
 and prepare it exactly as `vision.prepare_digit` prepares a single one. Where a piece of ink may hold
-touching digits, offer the ways of cutting it; the reader (`Predictor`) lets the model choose."""
+touching digits, offer the ways of cutting it, and where a piece's faint strokes were left out, the piece with them;
+the reader (`Predictor`) lets the model choose."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from .cleanup import FRAGMENT_HEIGHT, STRAY_GAP
+from .faint import FaintStrokes
 from .pieces import SQUARE, box_gap, chained, ink_spans
 from .vision import InkMap, find_ink, mnist_style_crop
 
@@ -54,17 +56,20 @@ JOIN_COLUMNS, JOIN_ROWS = 0.15, 0.3
 @dataclass(frozen=True)
 class DigitSegment:
     """One digit found in an image: its box (x0, y0, x1, y1; x1 and y1 exclusive) in the original image's
-    pixels, and the 28x28 uint8 digit prepared the MNIST way, ready for the model."""
+    pixels, and the 28x28 uint8 digit prepared the MNIST way, ready for the model; `faint` where it holds faint
+    strokes grown back onto a piece of ink (`faint.FaintStrokes`)."""
 
     box: tuple[int, int, int, int]
     digit: np.ndarray
+    faint: bool = False
 
 
 @dataclass(frozen=True)
 class InkPiece:
     """One piece of ink in reading order and the ways of reading it, each a tuple of digits: `ways[0]` is
-    how its shape alone cuts it (whole, or by its width), the others are other cuts for a model to weigh. Two
-    pieces that may be one digit broken apart are one InkPiece: `ways[0]` holds both, another their join."""
+    how its shape alone cuts it (whole, or by its width), the others are other cuts for a model to weigh; the last,
+    where `ways[0]` is one digit and faint strokes the cut left out join it, that digit with them. Two pieces that
+    may be one digit broken apart are one InkPiece: `ways[0]` holds both, another their join."""
 
     ways: tuple[tuple[DigitSegment, ...], ...]
 
@@ -92,6 +97,9 @@ def _ink_pieces(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> lis
     # since halves of a 4 or a wide 0 read surely as a 6 and a 1 or a 3, and halves of a shoe or a star as digits.
     others = sum(len(row) for row in rows) > 1
     ways = [way for row in rows for way in _row_ways(row, found.ink, others)]
+    faint = FaintStrokes(found.ink, found.mask)
+    grown = [_with_faint_strokes(piece_ways[0], faint) for piece_ways in ways]
+    ways = [piece_ways + [[part]] if part else piece_ways for piece_ways, part in zip(ways, grown)]
     crops: dict[_Piece, DigitSegment] = {}
     if len(ways) == 1 and len(ways[0][0]) == 1:
         # One digit: exactly what prepare_digit gives, so the single-digit answer and `digits` agree. Its box
@@ -99,8 +107,20 @@ def _ink_pieces(found: InkMap, shape: tuple[int, int], whole: np.ndarray) -> lis
         piece = ways[0][0][0] if count == 1 else _Piece.of(found.mask)
         crops[ways[0][0][0]] = DigitSegment(_original_box(piece, found, shape), whole)
     for part in {part for piece_ways in ways for way in piece_ways for part in way} - crops.keys():
-        crops[part] = DigitSegment(_original_box(part, found, shape), mnist_style_crop(found.ink, part.mask))
+        crops[part] = DigitSegment(
+            _original_box(part, found, shape), mnist_style_crop(found.ink, part.mask), faint=part in grown
+        )
     return [InkPiece(tuple(tuple(crops[part] for part in way) for way in piece_ways)) for piece_ways in ways]
+
+
+def _with_faint_strokes(way: list[_Piece], faint: FaintStrokes) -> _Piece | None:
+    """A piece its shape reads as one digit (`way`, its first way) grown by the faint strokes joined to it, or None
+    where it is cut, or has none."""
+    if len(way) > 1:
+        return None
+    piece = way[0]
+    grown = faint.grown(piece.mask, (piece.top, piece.bottom, piece.left, piece.right))
+    return None if grown is None else _Piece.of(grown)
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,7 +21,7 @@ from digitlab.segment import read_digits, segment_digits
 from digitlab.vision import find_ink, prepare_digit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from number_probes import broken, widened  # noqa: E402  (the benchmark's own distortions)
+from number_probes import broken, faded, widened  # noqa: E402  (the benchmark's own distortions)
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +228,19 @@ def test_a_digit_broken_in_two_side_by_side_is_read_joined(mnist_test, predictor
     assert ndimage.label(digit > 60, structure=np.ones((3, 3)))[1] >= 2
     paper, _ = number_on_paper([images[0], digit, images[4]], gap=10)
     assert predictor.answer([("number", paper)])[0]["number"] == f"{labels[0]}{labels[index]}{labels[4]}"
+
+
+@pytest.mark.parametrize("index", [9, 12, 17, 23, 50], ids=["9", "9b", "7", "5", "6"])
+def test_a_digit_half_drawn_faintly_is_read_whole_in_a_number_and_alone(mnist_test, predictor, index):
+    # A 9's loop, a 7's bar, a 5's top or a 6's loop drawn at under a third of the rest's ink: the cut keeps only the
+    # strong half, which read as a 7, a 1, a 7 and a 1.
+    images, labels = mnist_test
+    digit = faded(images[index], labels[index] in (5, 7, 9), 0.3)
+    number, _ = number_on_paper([images[3], digit, images[4]], gap=10)
+    alone, _ = number_on_paper([digit], gap=0)
+    answers = predictor.answer([("number", number), ("alone", alone)])
+    assert answers[0]["number"] == f"{labels[3]}{labels[index]}{labels[4]}"
+    assert answers[1]["digit"] == labels[index] and "number" not in answers[1]
 
 
 def test_a_lone_digit_slanted_as_wide_as_two_is_read_whole(mnist_test, predictor):
